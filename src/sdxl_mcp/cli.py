@@ -1,0 +1,171 @@
+"""Command line: reads Settings once, then runs one command.
+
+stdout carries only results (paths, timings, JSON); logs and progress bars
+go to stderr. Failures exit non-zero with one clear line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from sdxl_mcp import __version__
+from sdxl_mcp.errors import SdxlMcpError
+from sdxl_mcp.logs import setup_logging
+from sdxl_mcp.schemas import GenerationRequest, GenerationResult, describe_validation_error
+from sdxl_mcp.settings import Settings, load_settings
+
+log = logging.getLogger("sdxl_mcp.cli")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sdxl-mcp",
+        description="Images for LLM agents: Pexels stock photos or local SDXL base + refiner.",
+    )
+    parser.add_argument("--version", action="version", version=f"sdxl-mcp {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="generate one image and print its path and timings")
+    gen.add_argument("prompt")
+    gen.add_argument("--negative-prompt", dest="negative_prompt")
+    gen.add_argument("--quality", choices=["high", "medium", "fast"])
+    gen.add_argument("--steps", dest="num_inference_steps", type=int)
+    gen.add_argument("--guidance", dest="guidance_scale", type=float)
+    gen.add_argument("--width", type=int)
+    gen.add_argument("--height", type=int)
+    gen.add_argument("--seed", type=int)
+    gen.add_argument("--no-refine", dest="use_refinement", action="store_false", default=None)
+    gen.add_argument("--fast-decode", dest="high_quality", action="store_false", default=None,
+                     help="let a fp16-safe VAE decode in the engine precision")
+    gen.add_argument("--refiner-mode", choices=["ensemble", "sequential"])
+    gen.add_argument("--high-noise-frac", type=float)
+    gen.add_argument("--refiner-steps", type=int)
+    gen.add_argument("--refiner-strength", type=float)
+    gen.add_argument("--json", action="store_true", help="print the full Result as JSON")
+    gen.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    sub.add_parser("gpu", help="print device facts and the precision decision")
+
+    tiny = sub.add_parser("make-tiny-models", help="write tiny random-weight SDXL models")
+    tiny.add_argument("directory", type=Path)
+    return parser
+
+
+_REQUEST_OPTIONS = (
+    "negative_prompt", "quality", "num_inference_steps", "guidance_scale", "width", "height",
+    "seed", "use_refinement", "high_quality", "refiner_mode", "high_noise_frac",
+    "refiner_steps", "refiner_strength",
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        setup_logging(
+            settings.log_dir,
+            level=logging.DEBUG if args.verbose else logging.INFO,
+            secrets=_secrets(settings),
+        )
+        if args.command == "generate":
+            return _generate(settings, args)
+        if args.command == "gpu":
+            return _gpu(settings)
+        if args.command == "make-tiny-models":
+            return _make_tiny(args.directory)
+    except SdxlMcpError as exc:
+        return _fail(exc.message)
+    except KeyboardInterrupt:
+        return _fail("interrupted", code=130)
+    return _fail(f"unknown command {args.command!r}")
+
+
+def _fail(message: str, code: int = 1) -> int:
+    sys.stderr.write(f"sdxl-mcp: error: {message}\n")
+    return code
+
+
+def _secrets(settings: Settings) -> list[str]:
+    return [s.get_secret_value() for s in (settings.pexels_api_key, settings.http_token) if s]
+
+
+def _generate(settings: Settings, args: argparse.Namespace) -> int:
+    import anyio
+    from tqdm import tqdm
+
+    from sdxl_mcp.service import ImageService
+
+    fields: dict[str, Any] = {k: getattr(args, k) for k in _REQUEST_OPTIONS}
+    try:
+        request = GenerationRequest(prompt=args.prompt, **fields)
+    except ValidationError as exc:
+        return _fail(describe_validation_error(exc), code=2)
+
+    bar = None if args.no_progress else tqdm(total=0, file=sys.stderr, unit="step",
+                                             dynamic_ncols=True)
+
+    def on_progress(event: Any) -> None:
+        if bar is None:
+            return
+        if bar.total != event.total:
+            bar.total = event.total
+        bar.set_description(event.message)
+        bar.update(event.done - bar.n)
+
+    async def run() -> GenerationResult:
+        async with ImageService(settings.model_copy(update={"preload": False})) as service:
+            return await service.generate(request, on_progress=on_progress, wait_s=float("inf"))
+
+    try:
+        result = anyio.run(run)
+    finally:
+        if bar is not None:
+            bar.close()
+    if result.status != "succeeded":
+        return _fail(result.message)
+    if args.json:
+        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+        return 0
+    t = result.timings
+    refine = (
+        f"refined ({request.refiner_mode})" if result.refined
+        else f"not refined{': ' + result.refiner_error if result.refiner_error else ''}"
+    )
+    sys.stdout.write(
+        f"{result.path}\n"
+        f"seed {result.seed}, {result.precision} on {result.device}, {refine}, "
+        f"steps base {result.steps.base} + refiner {result.steps.refiner}\n"
+        f"timings (s): model_load {t.model_load:.2f}, queue_wait {t.queue_wait:.2f}, "
+        f"base {t.base:.2f}, refiner {t.refiner:.2f}, decode {t.decode:.2f}, "
+        f"save {t.save:.2f}, total {t.total:.2f}\n"
+    )
+    return 0
+
+
+def _gpu(settings: Settings) -> int:
+    from sdxl_mcp.engine.sdxl import hardware_report
+
+    report = hardware_report(settings)
+    sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    return 0 if "error" not in report else 1
+
+
+def _make_tiny(directory: Path) -> int:
+    from sdxl_mcp.engine.tiny import write_tiny_models
+
+    base, refiner = write_tiny_models(directory)
+    sys.stdout.write(f"{base}\n{refiner}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

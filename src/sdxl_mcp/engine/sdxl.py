@@ -1,0 +1,619 @@
+"""The resident two-stage SDXL engine: base -> latents -> refiner -> image.
+
+One engine per process. Both pipelines are loaded once and kept; the refiner
+shares ``text_encoder_2`` and ``vae`` with the base. Diffusers pipelines are
+not thread-safe, so a lock makes exactly one generation run at a time.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from diffusers import (
+    AutoencoderKL,
+    StableDiffusionXLImg2ImgPipeline,
+    StableDiffusionXLPipeline,
+)
+from PIL import Image
+
+from sdxl_mcp.backend import (
+    CancelToken,
+    EngineOutput,
+    EngineStateName,
+    ProgressCallback,
+    ProgressEvent,
+    Stage,
+)
+from sdxl_mcp.engine import footprint
+from sdxl_mcp.engine.gpu import probe_hardware, resolve_device
+from sdxl_mcp.engine.precision import PrecisionDecision, decide_precision
+from sdxl_mcp.engine.quiet import quiet_libraries
+from sdxl_mcp.errors import (
+    Cancelled,
+    GenerationFailed,
+    ModelUnavailable,
+    OutOfMemory,
+    SdxlMcpError,
+)
+from sdxl_mcp.schemas import GenerationRequest
+from sdxl_mcp.settings import TINY_MODEL, Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+#: Models below this size may run on CPU without ALLOW_CPU (the tiny test models).
+TINY_PARAM_LIMIT = 100_000_000
+
+# The engine reports progress through its own events instead.
+quiet_libraries()
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    # MPS and some CUDA paths raise plain RuntimeErrors.
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def free_device_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if torch.backends.mps.is_available():
+        torch.mps.empty_cache()
+
+
+def sequential_refiner_schedule(steps_to_run: int, strength: float) -> int:
+    """Schedule length for img2img so that exactly ``steps_to_run`` steps run.
+
+    diffusers' img2img runs ``int(num_inference_steps * strength)`` steps (the
+    guide's "30 refiner steps" at strength 0.3 run only 9), so we lengthen the
+    schedule instead of silently running fewer steps than asked.
+    """
+    first = max(1, math.floor(steps_to_run / strength) - 1)
+    for length in range(first, math.ceil(steps_to_run / strength) + 3):
+        if min(int(length * strength), length) == steps_to_run:
+            return length
+    raise ValueError(f"no schedule runs {steps_to_run} steps at strength {strength}")
+
+
+class _StepReporter:
+    """The ``callback_on_step_end`` of one stage: progress events and cancel."""
+
+    def __init__(
+        self,
+        stage: Stage,
+        stage_total: int,
+        offset: int,
+        total: int,
+        on_progress: ProgressCallback | None,
+        cancel: CancelToken,
+    ) -> None:
+        self.stage, self.stage_total, self.offset, self.total = stage, stage_total, offset, total
+        self.on_progress, self.cancel = on_progress, cancel
+        self.steps_run = 0
+
+    def __call__(self, pipe: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        self.steps_run += 1
+        if self.on_progress is not None:
+            self.on_progress(
+                ProgressEvent(
+                    stage=self.stage,
+                    step=self.steps_run,
+                    stage_total=self.stage_total,
+                    done=self.offset + self.steps_run,
+                    total=self.total,
+                )
+            )
+        # Raising is the only way to stop a diffusers loop: pipe._interrupt
+        # still decodes and returns an image.
+        if self.cancel.cancelled:
+            raise Cancelled(f"Generation {self.cancel.reason} during the {self.stage} stage.")
+        return kwargs
+
+
+class SDXLEngine:
+    """Resident SDXL base + refiner; implements ``sdxl_mcp.backend.Backend``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._load_lock = threading.Lock()
+        self._generate_lock = threading.Lock()
+        self._state: EngineStateName = "not_loaded"
+        self._error: str | None = None
+        self._base: StableDiffusionXLPipeline | None = None
+        self._refiner: StableDiffusionXLImg2ImgPipeline | None = None
+        self._decision: PrecisionDecision | None = None
+        self._load_time: float | None = None
+        self._base_path: str | None = None
+        self._refiner_path: str | None = None
+
+    # ----------------------------------------------------------------- state
+    @property
+    def state(self) -> EngineStateName:
+        return self._state
+
+    @property
+    def base(self) -> StableDiffusionXLPipeline:
+        assert self._base is not None, "engine not loaded"
+        return self._base
+
+    @property
+    def refiner(self) -> StableDiffusionXLImg2ImgPipeline | None:
+        return self._refiner
+
+    def status(self) -> dict[str, Any]:
+        decision = self._decision
+        return {
+            "state": self._state,
+            "error": self._error,
+            "base_model": self.settings.base_model,
+            "refiner_model": self.settings.refiner_model or None,
+            "refinement": "ENABLED" if self.settings.refiner_enabled else "DISABLED",
+            "device": decision.device if decision else None,
+            "dtype": decision.dtype if decision else None,
+            "precision_reason": decision.reason if decision else None,
+            "precision_warning": decision.warning if decision else None,
+            "weights_gb": round(decision.weight_bytes / 1024**3, 3) if decision else None,
+            "load_time_s": self._load_time,
+        }
+
+    # --------------------------------------------------------------- loading
+    def load(self) -> None:
+        """Load both pipelines once; later calls return at once (or re-raise)."""
+        with self._load_lock:
+            if self._state == "ready":
+                return
+            self._state, self._error = "loading", None
+            started = time.perf_counter()
+            try:
+                self._load()
+            except SdxlMcpError as exc:
+                self._fail(exc.message)
+                raise
+            except Exception as exc:  # anything else from diffusers/torch
+                log.exception("Model loading failed")
+                message = f"Model loading failed: {_first_line(exc)}"
+                self._fail(message)
+                raise ModelUnavailable(message) from exc
+            self._load_time = round(time.perf_counter() - started, 3)
+            self._state = "ready"
+
+    def _fail(self, message: str) -> None:
+        self._state, self._error = "failed", message
+        self._base = self._refiner = None
+        free_device_memory()
+        log.error("%s", message)
+
+    def _load(self) -> None:
+        s = self.settings
+        base_path = _resolve_model(s.base_model, "base", "SDXL_MCP_BASE_MODEL")
+        refiner_path = (
+            _resolve_model(s.refiner_model, "refiner", "SDXL_MCP_REFINER_MODEL")
+            if s.refiner_enabled
+            else None
+        )
+        device = resolve_device(s.device)
+        try:
+            hardware = probe_hardware(device)
+        except RuntimeError as exc:
+            raise ModelUnavailable(str(exc)) from None
+
+        base_counts = _param_counts(base_path, "base")
+        refiner_counts = _param_counts(refiner_path, "refiner") if refiner_path else None
+        params = footprint.total_param_count(base_counts, refiner_counts)
+        if hardware.kind == "cpu" and params >= TINY_PARAM_LIMIT and not s.allow_cpu:
+            raise ModelUnavailable(
+                f"No GPU found and full-size SDXL ({params / 1e9:.1f} B parameters) on CPU "
+                "takes minutes per image, so it is refused. Use a machine with a GPU, set "
+                "SDXL_MCP_ALLOW_CPU=true to accept the wait, or use stock photos (use_pexels)."
+            )
+
+        decision = decide_precision(hardware, params, s.precision, s.fp32_min_vram_gb)
+        self._decision = decision
+        dtype = TORCH_DTYPES[decision.dtype]
+        log.info("%s", decision.reason)
+        if decision.warning:
+            log.warning("Precision warning: %s", decision.warning)
+
+        log.info("Loading SDXL base model... (%s)", s.base_model)
+        extra: dict[str, Any] = {}
+        if s.vae_model:
+            vae_path = _resolve_model(s.vae_model, "vae", "SDXL_MCP_VAE_MODEL")
+            extra["vae"] = _from_pretrained(
+                AutoencoderKL, vae_path, "SDXL_MCP_VAE_MODEL", s.vae_model, dtype=dtype
+            )
+        base = _from_pretrained(
+            StableDiffusionXLPipeline, base_path, "SDXL_MCP_BASE_MODEL", s.base_model,
+            dtype=dtype, **extra,
+        )
+        base.to(device)
+        base.set_progress_bar_config(disable=True)
+
+        refiner = None
+        if refiner_path is not None:
+            log.info("Loading SDXL refinement model... (%s)", s.refiner_model)
+            # Shared components: one copy in memory, as the SDXL authors intend.
+            refiner = _from_pretrained(
+                StableDiffusionXLImg2ImgPipeline, refiner_path, "SDXL_MCP_REFINER_MODEL",
+                s.refiner_model, dtype=dtype, text_encoder_2=base.text_encoder_2, vae=base.vae,
+            )
+            refiner.to(device)
+            refiner.set_progress_bar_config(disable=True)
+            log.info("SDXL base + refinement models loaded successfully")
+        else:
+            log.info("SDXL base model loaded successfully")
+        log.info("Refinement: %s", "ENABLED" if refiner is not None else "DISABLED")
+        self._base, self._refiner = base, refiner
+        self._base_path, self._refiner_path = base_path, refiner_path
+
+    # ------------------------------------------------------------ generation
+    def generate(
+        self,
+        request: GenerationRequest,
+        seed: int,
+        on_progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> EngineOutput:
+        cancel = cancel or CancelToken()
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        self.load()  # waits for a preload in progress; raises if loading failed
+        timings["model_load"] = round(time.perf_counter() - started, 4)
+        with self._generate_lock:
+            if cancel.cancelled:
+                raise Cancelled(f"Generation {cancel.reason} before it started.")
+            return self._generate(request, seed, on_progress, cancel, timings)
+
+    def _generate(
+        self,
+        request: GenerationRequest,
+        seed: int,
+        on_progress: ProgressCallback | None,
+        cancel: CancelToken,
+        timings: dict[str, float],
+    ) -> EngineOutput:
+        assert self._decision is not None
+        base = self.base
+        refiner = self._refiner if request.use_refinement else None
+        notes: list[str] = []
+        if request.use_refinement and self._refiner is None:
+            notes.append("refiner not configured (SDXL_MCP_REFINER_MODEL is empty)")
+        ensemble = refiner is not None and request.refiner_mode == "ensemble"
+        base_total, refiner_total, refiner_schedule = self._plan(request, refiner, ensemble)
+        total = base_total + refiner_total
+        # A CPU generator gives the same noise on every device: same seed, same image.
+        generator = torch.Generator("cpu").manual_seed(seed)
+        common: dict[str, Any] = {
+            "prompt": request.prompt,
+            "negative_prompt": request.negative_prompt,
+            "guidance_scale": request.guidance_scale,
+            "generator": generator,
+            "output_type": "latent",
+        }
+
+        base_reporter = _StepReporter("base", base_total, 0, total, on_progress, cancel)
+        t0 = time.perf_counter()
+        latents = self._with_oom_retry(
+            "base",
+            lambda: base(
+                **common,
+                width=request.width,
+                height=request.height,
+                num_inference_steps=request.num_inference_steps,
+                denoising_end=request.high_noise_frac if ensemble else None,
+                callback_on_step_end=base_reporter,
+            ).images,
+            before_retry=lambda: setattr(base_reporter, "steps_run", 0),
+        )
+        self._sync()
+        timings["base"] = round(time.perf_counter() - t0, 4)
+
+        refined, refiner_error, steps_refiner = False, None, 0
+        if refiner is not None:
+            if cancel.cancelled:
+                raise Cancelled(f"Generation {cancel.reason} between the base and refiner stages.")
+            reporter = _StepReporter(
+                "refiner", refiner_total, base_reporter.steps_run, total, on_progress, cancel
+            )
+            t1 = time.perf_counter()
+            stage_args: dict[str, Any] = (
+                {"num_inference_steps": request.num_inference_steps,
+                 "denoising_start": request.high_noise_frac}
+                if ensemble
+                else {"num_inference_steps": refiner_schedule,
+                      "strength": request.refiner_strength}
+            )
+            refined_latents = None
+            failure: str | None = None
+            try:
+                refined_latents = refiner(
+                    **common, image=latents, callback_on_step_end=reporter, **stage_args
+                ).images
+            except Cancelled:
+                raise
+            except Exception as exc:
+                # Never lose the base result: log, then decode the base latents.
+                failure = ("out of memory: " if is_out_of_memory(exc) else "") + _first_line(exc)
+                log.warning("Refinement failed: %s", failure)
+            if failure is not None:
+                free_device_memory()  # outside the except block: frames are released
+                refiner_error = failure
+            else:
+                latents, refined = refined_latents, True
+            steps_refiner = reporter.steps_run if refined else 0
+            self._sync()
+            timings["refiner"] = round(time.perf_counter() - t1, 4)
+
+        t2 = time.perf_counter()
+        image = self._with_oom_retry("decode", lambda: self._decode(latents, request.high_quality))
+        timings["decode"] = round(time.perf_counter() - t2, 4)
+        return EngineOutput(
+            image=image,
+            seed=seed,
+            steps_base=base_reporter.steps_run,
+            steps_refiner=steps_refiner,
+            refined=refined,
+            refiner_error=refiner_error,
+            precision=self._decision.dtype,
+            device=self._decision.device,
+            base_model=self.settings.base_model,
+            refiner_model=self.settings.refiner_model if refiner is not None else None,
+            timings=timings,
+            notes=notes,
+        )
+
+    def _plan(
+        self, request: GenerationRequest, refiner: Any, ensemble: bool
+    ) -> tuple[int, int, int]:
+        """Steps each stage will run (for progress totals) and the img2img schedule."""
+        n = request.num_inference_steps
+        if refiner is None:
+            return n, 0, 0
+        if ensemble:
+            scheduler = type(self.base.scheduler).from_config(self.base.scheduler.config)
+            scheduler.set_timesteps(n)
+            # The same cut-off diffusers applies for denoising_end / denoising_start.
+            train_steps = scheduler.config.num_train_timesteps
+            cutoff = round(train_steps - request.high_noise_frac * train_steps)
+            base_steps = int((scheduler.timesteps >= cutoff).sum().item())
+            return base_steps, len(scheduler.timesteps) - base_steps, 0
+        schedule = sequential_refiner_schedule(request.refiner_steps, request.refiner_strength)
+        return n, request.refiner_steps, schedule
+
+    def _with_oom_retry(
+        self, stage: str, run: Callable[[], T], before_retry: Callable[[], None] | None = None
+    ) -> T:
+        """Run; on out-of-memory free memory and retry once with VAE tiling/slicing."""
+        try:
+            return run()
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            log.warning("Out of memory in the %s stage; retrying once with VAE tiling", stage)
+        # Outside the except block, so the traceback's frames (and their tensors) are freed.
+        free_device_memory()
+        vae = self.base.vae
+        vae.enable_tiling()
+        vae.enable_slicing()
+        if before_retry is not None:
+            before_retry()
+        failed = False
+        try:
+            return run()
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            failed = True
+        finally:
+            vae.disable_tiling()
+            vae.disable_slicing()
+        assert failed
+        free_device_memory()
+        raise OutOfMemory(
+            f"The {self._decision.device if self._decision else 'device'} ran out of memory in "
+            f"the {stage} stage, even with VAE tiling. Try a smaller width/height, "
+            "use_refinement=false, or SDXL_MCP_PRECISION=fp16."
+        )
+
+    def _decode(self, latents: torch.Tensor, high_quality: bool) -> Image.Image:
+        """VAE decode with a NaN/black check; one retry in fp32, then an error."""
+        vae = self.base.vae
+        # The SDXL VAE overflows in fp16 (NaN/black images): decode in fp32 when the
+        # VAE asks for it (force_upcast) or the request wants the quality path.
+        upcast = vae.dtype != torch.float32 and (
+            high_quality or (vae.dtype == torch.float16 and bool(vae.config.force_upcast))
+        )
+        for attempt, fp32 in ((1, upcast), (2, True)):
+            pixels = self._vae_decode(latents, fp32)
+            problem = _bad_pixels(pixels)
+            if problem is None:
+                return self.base.image_processor.postprocess(pixels, output_type="pil")[0]
+            log.warning("VAE decode attempt %d produced %s", attempt, problem)
+        raise GenerationFailed(
+            f"The VAE decode produced {problem} twice, even in fp32, so no image was saved. "
+            "Retry with another seed; if it persists set SDXL_MCP_PRECISION=fp32 or "
+            "SDXL_MCP_VAE_MODEL to an fp16-safe VAE (madebyollin/sdxl-vae-fp16-fix)."
+        )
+
+    def _vae_decode(self, latents: torch.Tensor, fp32: bool) -> torch.Tensor:
+        vae = self.base.vae
+        original = vae.dtype
+        dtype = torch.float32 if fp32 else original
+        if dtype != original:
+            vae.to(dtype=dtype)
+        try:
+            z = latents.to(device=vae.device, dtype=dtype)
+            mean = getattr(vae.config, "latents_mean", None)
+            std = getattr(vae.config, "latents_std", None)
+            if mean is not None and std is not None:
+                mean_t = torch.tensor(mean).view(1, 4, 1, 1).to(z)
+                std_t = torch.tensor(std).view(1, 4, 1, 1).to(z)
+                z = z * std_t / vae.config.scaling_factor + mean_t
+            else:
+                z = z / vae.config.scaling_factor
+            with torch.no_grad():
+                return vae.decode(z, return_dict=False)[0]
+        finally:
+            if dtype != original:
+                vae.to(dtype=original)
+
+    def _sync(self) -> None:
+        # CUDA kernels run asynchronously; synchronise so stage timings are real.
+        if self._decision is not None and self._decision.device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+
+def _bad_pixels(pixels: torch.Tensor) -> str | None:
+    if not torch.isfinite(pixels).all():
+        return "NaN/infinite pixels"
+    if float((pixels / 2 + 0.5).clamp(0, 1).max()) < 1 / 255:
+        return "an all-black image"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    return line[:300]
+
+
+def _looks_like_path(ref: str) -> bool:
+    # Hub ids look like "org/name"; anything else with path syntax is a path.
+    return ref.startswith((".", "/", "~")) or ref.count("/") > 1 or "\\" in ref
+
+
+def _resolve_model(ref: str, kind: str, setting: str) -> str:
+    """Map a setting value to what ``from_pretrained`` takes, checking local folders."""
+    ref = ref.strip()
+    if ref == TINY_MODEL:
+        from sdxl_mcp.engine.tiny import ensure_tiny_models
+
+        base, refiner = ensure_tiny_models()
+        if kind == "vae":
+            return str(base / "vae")
+        return str(base if kind == "base" else refiner)
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        _check_components(path, setting, ref)
+        return str(path.resolve())
+    if _looks_like_path(ref) or path.exists():
+        raise ModelUnavailable(
+            f"{setting}={ref!r} is not a folder that exists. Point {setting} at a local "
+            "diffusers folder, a Hugging Face model id, or 'tiny-random' for the built-in "
+            "test model."
+        )
+    return ref  # a hub id: from_pretrained fetches or finds it in the local cache
+
+
+def _check_components(path: Path, setting: str, ref: str) -> None:
+    index = path / "model_index.json"
+    if not index.exists():
+        if (path / "config.json").exists():  # a bare component, e.g. a VAE folder
+            return
+        raise ModelUnavailable(
+            f"{setting}={ref!r} has no model_index.json, so it is not a diffusers pipeline "
+            "folder. Point it at the folder that holds model_index.json."
+        )
+    import json
+
+    components = json.loads(index.read_text())
+    # The refiner gets text_encoder_2 and vae from the base, so their folders are optional.
+    optional = {"text_encoder_2", "vae"} if setting == "SDXL_MCP_REFINER_MODEL" else set()
+    for name, spec in components.items():
+        if name.startswith("_") or not isinstance(spec, list) or spec[0] is None:
+            continue
+        if name not in optional and name != "scheduler" and not (path / name).is_dir():
+            raise ModelUnavailable(
+                f"{setting}={ref!r} lacks its '{name}/' folder (listed in model_index.json). "
+                "Re-download the model or save it again with save_pretrained."
+            )
+
+
+def _param_counts(ref: str, kind: str) -> dict[str, int]:
+    path = Path(ref)
+    if path.is_dir():
+        return footprint.local_param_counts(path)
+    cached = _hub_cache_path(ref)
+    if cached is not None:
+        return footprint.local_param_counts(cached)
+    # Not local yet: assume the real SDXL architecture (fine-tunes share it).
+    return footprint.reference_param_counts("refiner" if kind == "refiner" else "base")
+
+
+def _hub_cache_path(repo_id: str) -> Path | None:
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:
+        return None
+
+
+def _from_pretrained(cls: Any, path: str, setting: str, ref: str, **kwargs: Any) -> Any:
+    try:
+        return cls.from_pretrained(path, **kwargs)
+    except Exception as exc:
+        if is_out_of_memory(exc):
+            raise OutOfMemory(
+                f"Out of memory while loading {setting}={ref!r}. Use SDXL_MCP_PRECISION=fp16, "
+                "an empty SDXL_MCP_REFINER_MODEL, or a larger GPU."
+            ) from None
+        log.error("Loading %s=%r failed: %s", setting, ref, exc)
+        raise ModelUnavailable(
+            f"Could not load {setting}={ref!r}: {_first_line(exc)} Set {setting} to a local "
+            "diffusers folder or a Hugging Face id this machine can download "
+            "('tiny-random' is the built-in test model)."
+        ) from None
+
+
+def hardware_report(settings: Settings) -> dict[str, Any]:
+    """Device facts and the precision decision the engine would make (loads nothing)."""
+    from sdxl_mcp.engine.gpu import cuda_available, gpu_devices
+
+    device = resolve_device(settings.device)
+    report: dict[str, Any] = {
+        "cuda_available": cuda_available(),
+        "torch": torch.__version__,
+        "device": device,
+        "devices": gpu_devices(),
+    }
+    try:
+        hardware = probe_hardware(device)
+        base = _param_counts(_resolve_model(settings.base_model, "base", "SDXL_MCP_BASE_MODEL"),
+                             "base")
+        refiner = (
+            _param_counts(
+                _resolve_model(settings.refiner_model, "refiner", "SDXL_MCP_REFINER_MODEL"),
+                "refiner",
+            )
+            if settings.refiner_enabled
+            else None
+        )
+        params = footprint.total_param_count(base, refiner)
+        decision = decide_precision(
+            hardware, params, settings.precision, settings.fp32_min_vram_gb
+        )
+        report.update(
+            device_name=hardware.name,
+            total_memory_gb=round(hardware.total_memory_bytes / 1024**3, 2)
+            if hardware.total_memory_bytes else None,
+            supports_bf16=hardware.supports_bf16,
+            parameters=params,
+            precision=decision.dtype,
+            precision_reason=decision.reason,
+            precision_warning=decision.warning,
+            weights_gb=round(decision.weight_bytes / 1024**3, 3),
+        )
+    except (SdxlMcpError, RuntimeError) as exc:
+        report["error"] = str(exc)
+    return report

@@ -1,0 +1,241 @@
+"""Request and Result models shared by the MCP tools, the REST API and the CLI.
+
+Bounds live here, in pydantic, so every transport rejects the same inputs with
+the same words. Nothing is clamped or rounded: out-of-range input is an error
+that names the field and the bound.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+QualityPreset = Literal["high", "medium", "fast"]
+RefinerMode = Literal["ensemble", "sequential"]
+JobStatus = Literal["succeeded", "running", "failed", "cancelled"]
+
+#: The source guide's quality levels. Fields set explicitly in a request win.
+QUALITY_PRESETS: dict[str, dict[str, Any]] = {
+    "high": {"use_refinement": True, "num_inference_steps": 50, "guidance_scale": 8.0},
+    "medium": {"use_refinement": True, "num_inference_steps": 30, "guidance_scale": 7.5},
+    "fast": {"use_refinement": False, "num_inference_steps": 20, "guidance_scale": 7.5},
+}
+
+SEED_MAX = 2**32 - 1
+
+Prompt = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)
+]
+NegativePrompt = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
+
+
+def _no_control_chars(value: str | None, field: str) -> str | None:
+    if value is not None and "\x00" in value:
+        raise ValueError(f"{field} must not contain NUL characters")
+    return value
+
+
+class GenerationRequest(BaseModel):
+    """One image request (DESIGN.md "Request"); MCP defaults."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+    prompt: Prompt = Field(description="What the image should show (1-500 characters).")
+    negative_prompt: NegativePrompt | None = Field(
+        None, description="What the image should avoid (up to 500 characters)."
+    )
+    use_pexels: bool = Field(False, description="Try a free Pexels stock photo first.")
+    use_generation: bool = Field(
+        True, description="Generate with SDXL when no stock photo was used."
+    )
+    use_refinement: bool = Field(True, description="Run the SDXL refiner stage.")
+    high_quality: bool = Field(
+        True,
+        description="Decode in fp32 (VAE upcast); false lets a fp16-safe VAE decode "
+        "in the engine's precision.",
+    )
+    quality: QualityPreset | None = Field(
+        None,
+        description="Preset: high = refine, 50 steps, cfg 8.0; medium = refine, 30, 7.5; "
+        "fast = no refiner, 20, 7.5. Fields given explicitly override the preset.",
+    )
+    num_inference_steps: int = Field(50, ge=20, le=100, description="Base schedule length.")
+    guidance_scale: float = Field(8.0, ge=1.0, le=20.0, description="Prompt adherence (CFG).")
+    width: int = Field(1024, ge=256, le=2048, description="Width in pixels, multiple of 8.")
+    height: int = Field(1024, ge=256, le=2048, description="Height in pixels, multiple of 8.")
+    seed: int | None = Field(
+        None, ge=0, le=SEED_MAX, description="Random seed; null picks one (it is returned)."
+    )
+    refiner_mode: RefinerMode = Field(
+        "ensemble",
+        description="ensemble: base stops at high_noise_frac and the refiner finishes the "
+        "schedule; sequential: base runs fully, then refiner img2img.",
+    )
+    high_noise_frac: float = Field(
+        0.8, ge=0.5, le=0.95, description="Ensemble mode: fraction of the schedule run by base."
+    )
+    refiner_steps: int = Field(
+        30, ge=1, le=100, description="Sequential mode: refiner steps actually run."
+    )
+    refiner_strength: float = Field(
+        0.3, ge=0.05, le=1.0, description="Sequential mode: img2img strength of the refiner."
+    )
+
+    @field_validator("prompt", "negative_prompt")
+    @classmethod
+    def _reject_nul(cls, value: str | None, info: Any) -> str | None:
+        value = _no_control_chars(value, info.field_name)
+        if info.field_name == "negative_prompt" and value == "":
+            return None  # a blank negative prompt means none
+        return value
+
+    @field_validator("width", "height")
+    @classmethod
+    def _multiple_of_8(cls, value: int, info: Any) -> int:
+        if value % 8:
+            raise ValueError(f"{info.field_name} must be a multiple of 8 (got {value})")
+        return value
+
+    @field_validator("guidance_scale", "high_noise_frac", "refiner_strength")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        """Fill preset values for the fields the caller did not give.
+
+        A JSON ``null`` for a field that has a default means "use the default"
+        (the preset's value when a preset is chosen), so clients that send every
+        argument can still let a preset decide.
+        """
+        if not isinstance(data, dict):
+            return data
+        given = {k: v for k, v in data.items() if v is not None or k in _NULLABLE}
+        preset = given.get("quality")
+        if isinstance(preset, str) and preset in QUALITY_PRESETS:
+            return {**QUALITY_PRESETS[preset], **given}
+        return given
+
+
+_NULLABLE = frozenset({"negative_prompt", "quality", "seed"})
+
+
+class RestGenerationRequest(GenerationRequest):
+    """The source guide's REST body: stock first, generation opt-in."""
+
+    use_pexels: bool = Field(True, description="Try a free Pexels stock photo first.")
+    use_generation: bool = Field(
+        False, description="Generate with SDXL when no stock photo was used."
+    )
+
+
+class ImageInfo(BaseModel):
+    url: str
+    source: Literal["sdxl", "pexels"]
+    photographer: str | None = None
+    photographer_url: str | None = None
+    width: int
+    height: int
+
+
+class StepCounts(BaseModel):
+    base: int = 0
+    refiner: int = 0
+
+
+class Timings(BaseModel):
+    """Seconds spent in each phase of one request."""
+
+    queue_wait: float = 0.0
+    model_load: float = 0.0
+    base: float = 0.0
+    refiner: float = 0.0
+    decode: float = 0.0
+    save: float = 0.0
+    total: float = 0.0
+
+
+class GenerationResult(BaseModel):
+    """The Result (DESIGN.md): the seed's fields plus what an agent needs."""
+
+    success: bool
+    status: JobStatus
+    message: str
+    job_id: str | None = None
+    image_url: str | None = None
+    image: ImageInfo | None = None
+    generation_time: float = 0.0
+    path: str | None = None
+    metadata_path: str | None = None
+    seed: int | None = None
+    precision: str | None = None
+    device: str | None = None
+    refined: bool | None = None
+    refiner_error: str | None = None
+    steps: StepCounts = Field(default_factory=StepCounts)
+    timings: Timings = Field(default_factory=Timings)
+    cached: bool = Field(False, description="True when a catalogued identical image was reused.")
+    error_code: str | None = None
+    retryable: bool | None = None
+    # Pexels fields (stock results)
+    pexels_photo_id: int | None = None
+    pexels_page_url: str | None = None
+    attribution: str | None = None
+
+
+_BOUND_WORDS = {
+    "greater_than_equal": "≥",
+    "less_than_equal": "≤",
+    "greater_than": ">",
+    "less_than": "<",
+}
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One sentence per problem, each naming the field and the bound."""
+    parts: list[str] = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "request"
+        kind = err.get("type", "")
+        ctx = err.get("ctx") or {}
+        got = err.get("input")
+        got_text = "" if isinstance(got, dict) else f" (got {_short(got)})"
+        if kind in _BOUND_WORDS:
+            bound = next(iter(ctx.values()), "?")
+            parts.append(f"{loc} must be {_BOUND_WORDS[kind]} {bound}{got_text}")
+        elif kind == "string_too_long":
+            parts.append(f"{loc} must be at most {ctx.get('max_length')} characters")
+        elif kind == "string_too_short":
+            parts.append(f"{loc} must not be empty")
+        elif kind == "missing":
+            parts.append(f"{loc} is required")
+        elif kind == "extra_forbidden":
+            parts.append(f"{loc} is not a known field")
+        elif kind == "literal_error":
+            parts.append(f"{loc} must be one of {ctx.get('expected')}{got_text}")
+        else:
+            msg = str(err.get("msg", "is invalid")).removeprefix("Value error, ")
+            if msg.startswith(loc):
+                parts.append(msg)
+            else:
+                parts.append(f"{loc}: {msg}{got_text}")
+    return "Invalid request: " + "; ".join(parts) + "."
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,0 +1,447 @@
+"""ImageService: the workflow behind every transport (MCP, REST, CLI).
+
+It owns admission (one generation slot, at most MAX_QUEUE waiting), jobs,
+storage and the result shape. It knows nothing of MCP or HTTP, and reaches
+the engine only through ``sdxl_mcp.backend.Backend``; blocking engine work runs
+in a worker thread so the event loop never stalls.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Self
+
+import anyio
+import anyio.to_thread
+from anyio.abc import TaskGroup
+
+from sdxl_mcp.backend import Backend, CancelToken, EngineOutput, ProgressEvent
+from sdxl_mcp.errors import (
+    Busy,
+    Cancelled,
+    GenerationTimeout,
+    ModelUnavailable,
+    NoImageFound,
+    NotFound,
+    SdxlMcpError,
+)
+from sdxl_mcp.schemas import (
+    GenerationRequest,
+    GenerationResult,
+    ImageInfo,
+    StepCounts,
+    Timings,
+)
+from sdxl_mcp.settings import Settings
+from sdxl_mcp.storage import CatalogRecord, ImageStore, InfotextParams, format_infotext
+
+log = logging.getLogger(__name__)
+
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+ProgressListener = Callable[[ProgressEvent], None]
+
+#: Finished jobs are kept at least this long (and at most MAX_JOBS of them).
+JOB_RETENTION_S = 3600.0
+MAX_JOBS = 1000
+
+
+@dataclass
+class Job:
+    id: str
+    request: GenerationRequest
+    seed: int
+    created: float = field(default_factory=time.monotonic)
+    state: JobState = "queued"
+    progress: ProgressEvent | None = None
+    result: GenerationResult | None = None
+    cancel: CancelToken = field(default_factory=CancelToken)
+    done: anyio.Event = field(default_factory=anyio.Event)
+    listeners: list[ProgressListener] = field(default_factory=list)
+    finished: float | None = None
+    started: float | None = None
+
+
+class ImageService:
+    """Use as ``async with ImageService(settings) as service:``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        backend: Backend | None = None,
+        store: ImageStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self._backend = backend
+        self._store = store
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._slot = anyio.Semaphore(1)
+        self._waiting = 0
+        self._running: Job | None = None
+        self._tg: TaskGroup | None = None
+        self._last_generation_s: float | None = None
+        self._avg_generation_s: float | None = None
+
+    # ------------------------------------------------------------ lifecycle
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            # Imported here: torch loads only when a backend is first needed.
+            from sdxl_mcp.engine.sdxl import SDXLEngine
+
+            self._backend = SDXLEngine(self.settings)
+        return self._backend
+
+    @property
+    def store(self) -> ImageStore:
+        if self._store is None:
+            self._store = ImageStore(self.settings.output_dir)
+            self._store.cleanup_temp_files()
+        return self._store
+
+    async def __aenter__(self) -> Self:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        if self.settings.preload:
+            self._tg.start_soon(self._preload)
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        assert self._tg is not None
+        for job in self._jobs.values():
+            if job.state in ("queued", "running"):
+                job.cancel.cancel("cancelled by shutdown")
+        self._tg.cancel_scope.cancel()
+        await self._tg.__aexit__(*exc_info)
+        self._tg = None
+        if self._store is not None:
+            self._store.close()
+
+    async def _preload(self) -> None:
+        try:
+            await anyio.to_thread.run_sync(self.backend.load)
+        except SdxlMcpError as exc:
+            log.error("Preload failed: %s", exc.message)
+        except Exception:
+            log.exception("Preload failed")
+
+    # ------------------------------------------------------------ generation
+    async def generate(
+        self,
+        request: GenerationRequest,
+        on_progress: ProgressListener | None = None,
+        wait_s: float | None = None,
+    ) -> GenerationResult:
+        """Admit and run one request; wait up to ``wait_s`` (MAX_WAIT_S) for it.
+
+        Raises ``SdxlMcpError`` subclasses for what the caller can act on. If the
+        job is still running when the wait ends, returns ``status="running"``
+        with a ``job_id`` to follow with :meth:`get_job`.
+        """
+        # The stock-first hook (use_pexels) is served by the Pexels client once it
+        # lands; until then a request that does not allow generation has no source.
+        if not request.use_generation:
+            raise NoImageFound()
+        job = self.submit(request, on_progress)
+        return await self.wait_job(job.id, self.settings.max_wait_s if wait_s is None else wait_s)
+
+    def submit(
+        self, request: GenerationRequest, on_progress: ProgressListener | None = None
+    ) -> Job:
+        """Admission: one running plus MAX_QUEUE waiting; more is ``Busy``."""
+        if self._tg is None:
+            raise RuntimeError("ImageService must be used as an async context manager")
+        if self.backend.state == "failed":
+            raise ModelUnavailable(self._backend_error())
+        active = self._waiting + (1 if self._running else 0)
+        if active >= 1 + self.settings.max_queue:
+            raise Busy(
+                f"The server is busy ({active} generations running or queued, "
+                f"MAX_QUEUE={self.settings.max_queue}); retry in about "
+                f"{self._retry_after():.0f} s.",
+                retry_after_s=self._retry_after(),
+            )
+        seed = request.seed if request.seed is not None else secrets.randbelow(2**32)
+        job = Job(id=uuid.uuid4().hex, request=request, seed=seed)
+        if on_progress is not None:
+            job.listeners.append(on_progress)
+        self._remember(job)
+        self._waiting += 1
+        self._tg.start_soon(self._run_job, job)
+        return job
+
+    async def wait_job(self, job_id: str, wait_s: float) -> GenerationResult:
+        job = self._job(job_id)
+        with anyio.move_on_after(max(0.0, wait_s)):
+            await job.done.wait()
+        return self.job_result(job)
+
+    async def cancel_job(self, job_id: str) -> GenerationResult:
+        job = self._job(job_id)
+        if job.state in ("queued", "running"):
+            job.cancel.cancel("cancelled by the caller")
+            with anyio.move_on_after(self.settings.max_wait_s):
+                await job.done.wait()
+        return self.job_result(job)
+
+    def job_result(self, job: Job) -> GenerationResult:
+        if job.result is not None:
+            return job.result
+        progress = job.progress
+        done = f" ({progress.message}, {progress.done}/{progress.total} steps)" if progress else ""
+        return GenerationResult(
+            success=False,
+            status="running",
+            job_id=job.id,
+            seed=job.seed,
+            message=f"Generation {job.state}{done}; call get_generation with this job_id "
+            "to wait for the result.",
+        )
+
+    def _job(self, job_id: str) -> Job:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise NotFound(
+                f"No job with id {job_id!r}: it never existed, expired after an hour, or was "
+                "lost when the server restarted."
+            )
+        return job
+
+    def _remember(self, job: Job) -> None:
+        now = time.monotonic()
+        self._jobs[job.id] = job
+        while len(self._jobs) > MAX_JOBS:
+            oldest = next(iter(self._jobs.values()))
+            if oldest.finished is None:
+                break
+            self._jobs.popitem(last=False)
+        for key in [k for k, j in self._jobs.items()
+                    if j.finished is not None and now - j.finished > JOB_RETENTION_S]:
+            del self._jobs[key]
+
+    async def _run_job(self, job: Job) -> None:
+        queued_at = time.perf_counter()
+        waiting = True
+        try:
+            async with self._slot:
+                self._waiting -= 1
+                waiting = False
+                self._running = job
+                job.started = time.perf_counter()
+                try:
+                    job.result = await self._execute(job, job.started - queued_at)
+                    job.state = "succeeded"
+                finally:
+                    self._running = None
+        except SdxlMcpError as exc:
+            job.state = "cancelled" if isinstance(exc, Cancelled) else "failed"
+            job.result = self._error_result(job, exc)
+        except anyio.get_cancelled_exc_class():
+            job.state = "cancelled"
+            job.result = self._error_result(job, Cancelled("Generation cancelled by shutdown."))
+            raise
+        except Exception as exc:
+            log.exception("Generation %s failed unexpectedly", job.id)
+            job.state = "failed"
+            job.result = self._error_result(
+                job, SdxlMcpError(f"Generation failed unexpectedly ({type(exc).__name__}).")
+            )
+        finally:
+            if waiting:  # cancelled while waiting for the slot
+                self._waiting -= 1
+            job.finished = time.monotonic()
+            job.done.set()
+
+    async def _execute(self, job: Job, queue_wait: float) -> GenerationResult:
+        if job.cancel.cancelled:
+            raise Cancelled(f"Generation {job.cancel.reason} before it started.")
+        job.state = "running"
+        token = anyio.lowlevel.current_token()
+
+        def progress(event: ProgressEvent) -> None:  # called in the worker thread
+            job.progress = event
+            if job.listeners:
+                anyio.from_thread.run_sync(self._notify, job, event, token=token)
+
+        timeout = self.settings.generation_timeout_s
+        started = time.perf_counter()
+        timed_out = False
+
+        watchdog_scope = anyio.CancelScope()
+
+        async def watchdog() -> None:
+            nonlocal timed_out
+            with watchdog_scope:
+                await anyio.sleep(timeout)
+                timed_out = True
+                job.cancel.cancel(f"timed out after GENERATION_TIMEOUT_S={timeout:g} s")
+
+        assert self._tg is not None
+        self._tg.start_soon(watchdog)
+        try:
+            # abandon_on_cancel=False: the thread always finishes (the cancel token
+            # stops it within a step), so the slot is never freed while it runs.
+            output = await anyio.to_thread.run_sync(
+                self.backend.generate, job.request, job.seed, progress, job.cancel
+            )
+        except Cancelled as exc:
+            if timed_out:
+                raise GenerationTimeout(
+                    f"The generation was interrupted after {timeout:g} s "
+                    "(SDXL_MCP_GENERATION_TIMEOUT_S). Use fewer steps or a smaller size, "
+                    "or raise the timeout."
+                ) from exc
+            raise
+        finally:
+            watchdog_scope.cancel()
+        result = await anyio.to_thread.run_sync(self._store_result, job, output, queue_wait)
+        elapsed = time.perf_counter() - started
+        self._last_generation_s = elapsed
+        self._avg_generation_s = (
+            elapsed if self._avg_generation_s is None
+            else 0.7 * self._avg_generation_s + 0.3 * elapsed
+        )
+        return result
+
+    def _notify(self, job: Job, event: ProgressEvent) -> None:
+        for listener in list(job.listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("A progress listener failed")
+
+    def _store_result(self, job: Job, output: EngineOutput, queue_wait: float) -> GenerationResult:
+        request = job.request
+        t0 = time.perf_counter()
+        infotext = format_infotext(_infotext_params(request, output))
+        saved = self.store.save_image(
+            output.image,
+            seed=output.seed,
+            infotext=infotext,
+            compress_level=self.settings.png_compress_level,
+        )
+        save_s = time.perf_counter() - t0
+        t = output.timings
+        timings = Timings(
+            queue_wait=round(queue_wait, 4),
+            model_load=t.get("model_load", 0.0),
+            base=t.get("base", 0.0),
+            refiner=t.get("refiner", 0.0),
+            decode=t.get("decode", 0.0),
+            save=round(save_s, 4),
+        )
+        timings.total = round(
+            timings.queue_wait + timings.model_load + timings.base + timings.refiner
+            + timings.decode + timings.save,
+            4,
+        )
+        path = str(saved.path)
+        if output.refiner_error:
+            message = (
+                "Image generated with the base model only: refinement failed "
+                f"({output.refiner_error})."
+            )
+        elif output.notes:
+            message = "Image generated successfully (" + "; ".join(output.notes) + ")."
+        else:
+            message = "Image generated successfully"
+        result = GenerationResult(
+            success=True,
+            status="succeeded",
+            job_id=job.id,
+            message=message,
+            image_url=path,
+            image=ImageInfo(url=path, source="sdxl", width=saved.width, height=saved.height),
+            generation_time=timings.total,
+            path=path,
+            metadata_path=str(saved.path.with_suffix(".json")),
+            seed=output.seed,
+            precision=output.precision,
+            device=output.device,
+            refined=output.refined,
+            refiner_error=output.refiner_error,
+            steps=StepCounts(base=output.steps_base, refiner=output.steps_refiner),
+            timings=timings,
+        )
+        payload = result.model_dump(mode="json")
+        payload["request"] = request.model_dump(mode="json")
+        payload["models"] = {"base": output.base_model, "refiner": output.refiner_model}
+        self.store.write_sidecar(saved.path, payload)
+        self.store.catalog.add(
+            CatalogRecord.from_saved(
+                saved,
+                prompt=request.prompt,
+                negative_prompt=request.negative_prompt,
+                parameters=payload["request"],
+                seed=output.seed,
+                source="sdxl",
+                result_json=result.model_dump_json(),
+            )
+        )
+        return result
+
+    def _error_result(self, job: Job, exc: SdxlMcpError) -> GenerationResult:
+        status: Literal["failed", "cancelled"] = (
+            "cancelled" if isinstance(exc, Cancelled) and not isinstance(exc, GenerationTimeout)
+            else "failed"
+        )
+        return GenerationResult(
+            success=False,
+            status=status,
+            job_id=job.id,
+            seed=job.seed,
+            message=exc.message,
+            error_code=exc.code,
+            retryable=exc.retryable,
+        )
+
+    # --------------------------------------------------------------- status
+    def _retry_after(self) -> float:
+        per_job = self._avg_generation_s or 30.0
+        return max(1.0, per_job * (self._waiting + 1))
+
+    def _backend_error(self) -> str:
+        error = self.backend.status().get("error") or "model loading failed"
+        return f"Image generation is unavailable: {error}"
+
+    def queue_status(self) -> dict[str, Any]:
+        return {
+            "running": 1 if self._running else 0,
+            "waiting": self._waiting,
+            "max_queue": self.settings.max_queue,
+            "running_job": self._running.id if self._running else None,
+        }
+
+    def status(self) -> dict[str, Any]:
+        engine = self._backend.status() if self._backend is not None else {"state": "not_loaded"}
+        return {
+            "engine": engine,
+            "queue": self.queue_status(),
+            "last_generation_s": self._last_generation_s,
+        }
+
+
+def _infotext_params(request: GenerationRequest, output: EngineOutput) -> InfotextParams:
+    ensemble = request.refiner_mode == "ensemble"
+    refined = output.refiner_model is not None
+    return InfotextParams(
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt,
+        steps=request.num_inference_steps,
+        sampler="Euler",
+        cfg_scale=request.guidance_scale,
+        seed=output.seed,
+        width=request.width,
+        height=request.height,
+        model=output.base_model,
+        refiner=output.refiner_model if refined else None,
+        refiner_switch_at=request.high_noise_frac if refined and ensemble else None,
+        refiner_mode=None if not refined or ensemble else "sequential",
+        refiner_steps=None if not refined or ensemble else output.steps_refiner,
+        refiner_strength=None if not refined or ensemble else request.refiner_strength,
+    )

@@ -1,0 +1,122 @@
+"""Settings from the environment (prefix ``SDXL_MCP_``) and ``.env``.
+
+Read once by the CLI; every other module receives a ``Settings`` instance.
+An invalid value stops start-up with one line naming the variable.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sdxl_mcp.errors import SettingsError
+
+ENV_PREFIX = "SDXL_MCP_"
+TINY_MODEL = "tiny-random"
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def default_output_dir() -> Path:
+    return Path(platformdirs.user_data_dir("sdxl-mcp")) / "images"
+
+
+class Settings(BaseSettings):
+    """Every setting of DESIGN.md; names are the env vars without the prefix."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    base_model: str = Field(
+        "stabilityai/stable-diffusion-xl-base-1.0",
+        description="hub id or local diffusers folder; 'tiny-random' = built-in tiny model",
+    )
+    refiner_model: str = Field(
+        "stabilityai/stable-diffusion-xl-refiner-1.0",
+        description="hub id or local folder; empty = no refiner",
+    )
+    vae_model: str | None = Field(None, description="optional VAE replacing the base's")
+    device: str = Field("auto", description="auto, cuda, cuda:N, mps or cpu")
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    fp32_min_vram_gb: float = Field(20.0, gt=0)
+    allow_cpu: bool = False
+    preload: bool = True
+    output_dir: Path = Field(default_factory=default_output_dir)
+    log_dir: Path = Path("logs")
+    max_queue: int = Field(8, ge=0, le=1000)
+    max_wait_s: float = Field(50.0, gt=0, le=3600)
+    generation_timeout_s: float = Field(600.0, gt=0)
+    pexels_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("SDXL_MCP_PEXELS_API_KEY", "PEXELS_API_KEY")
+    )
+    pexels_base_url: str = "https://api.pexels.com/v1"
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8000, ge=0, le=65535)
+    http_token: SecretStr | None = None
+    backend: Literal["local", "ray"] = "local"
+    ray_address: str = ""
+    replicas: int = Field(1, ge=1, le=64)
+    png_compress_level: int = Field(
+        1, ge=0, le=9, description="zlib level for saved PNGs (1: fast, files ~10% larger)"
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not _DEVICE_RE.match(value):
+            raise ValueError("accepts auto, cpu, mps, cuda or cuda:N")
+        return value
+
+    @field_validator("output_dir", "log_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("vae_model", "pexels_api_key", "http_token", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def refiner_enabled(self) -> bool:
+        return bool(self.refiner_model.strip())
+
+    @property
+    def http_host_is_loopback(self) -> bool:
+        if self.http_host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.http_host).is_loopback
+        except ValueError:
+            return False
+
+
+def _describe(error: dict[str, Any]) -> str:
+    field = str(error["loc"][0]) if error.get("loc") else "?"
+    env_name = ENV_PREFIX + field.upper()
+    if field == "pexels_api_key":
+        env_name = "SDXL_MCP_PEXELS_API_KEY (or PEXELS_API_KEY)"
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    got = error.get("input")
+    got_text = "" if isinstance(got, dict) or got is None else f" (got {str(got)[:60]!r})"
+    return f"{env_name}: {message}{got_text}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings, turning a validation failure into one readable line."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise SettingsError(f"invalid setting {_describe(dict(first))}") from None

@@ -1,0 +1,62 @@
+"""Shared fixtures: settings isolated from the developer's environment, tiny models."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sdxl_mcp.settings import Settings
+
+# Environment variables a developer may have set that must not steer the tests.
+_LEAKY_PREFIXES = ("SDXL_MCP_", "PEXELS_API_KEY")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(_LEAKY_PREFIXES) and name != "SDXL_MCP_TINY_CACHE":
+            monkeypatch.delenv(name)
+    # No test may reach a model hub (none is reachable here anyway).
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_models() -> tuple[Path, Path]:
+    """The cached tiny base and refiner folders (built once per machine)."""
+    from sdxl_mcp.engine.tiny import ensure_tiny_models
+
+    return ensure_tiny_models()
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """Settings on the tiny models, writing into this test's temp dir, no .env."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "base_model": "tiny-random",
+            "refiner_model": "tiny-random",
+            "output_dir": tmp_path / "images",
+            "log_dir": tmp_path / "logs",
+            "preload": False,
+        }
+        values.update(overrides)
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_models: tuple[Path, Path]) -> Iterator[Any]:
+    """One loaded engine shared by the engine tests (loading is the slow part)."""
+    from sdxl_mcp.engine.sdxl import SDXLEngine
+
+    settings = Settings(_env_file=None, base_model="tiny-random",  # type: ignore[call-arg]
+                        refiner_model="tiny-random", preload=False)
+    engine = SDXLEngine(settings)
+    engine.load()
+    yield engine

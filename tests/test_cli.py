@@ -1,0 +1,106 @@
+"""The command line in real subprocesses: stdout carries results only."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+from sdxl_mcp.storage import parse_infotext
+
+
+def run_cli(*args: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    full_env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("SDXL_MCP_", "PEXELS"))
+    }
+    if "SDXL_MCP_TINY_CACHE" in os.environ:
+        full_env["SDXL_MCP_TINY_CACHE"] = os.environ["SDXL_MCP_TINY_CACHE"]
+    full_env.update(
+        SDXL_MCP_BASE_MODEL="tiny-random",
+        SDXL_MCP_REFINER_MODEL="tiny-random",
+        SDXL_MCP_OUTPUT_DIR=str(tmp_path / "images"),
+        SDXL_MCP_LOG_DIR=str(tmp_path / "logs"),
+        HF_HUB_OFFLINE="1",
+    )
+    full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "sdxl_mcp.cli", *args],
+        capture_output=True, text=True, env=full_env, cwd=tmp_path, timeout=300,
+    )
+
+
+def test_generate_prints_the_path_and_timings_and_embeds_the_seed(
+    tiny_models: tuple, tmp_path: Path
+) -> None:
+    proc = run_cli("generate", "a lighthouse at dawn", "--seed", "7", "--width", "256",
+                   "--height", "256", "--steps", "20", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    path = Path(lines[0])
+    assert path.is_absolute() and path.exists() and path.suffix == ".png"
+    assert "seed 7" in lines[1]
+    assert "timings (s):" in lines[2] and "total" in lines[2]
+    params = parse_infotext(Image.open(path).info["parameters"])
+    assert params["prompt"] == "a lighthouse at dawn"
+    assert params["Seed"] == "7"
+    assert params["Size"] == "256x256"
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    assert sidecar["seed"] == 7 and sidecar["path"] == str(path)
+    # The log file got the seed's start-up lines; stdout got none of them.
+    log_text = (tmp_path / "logs" / "sdxl_mcp.log").read_text()
+    assert "Refinement: ENABLED" in log_text
+    assert "Refinement" not in proc.stdout
+
+
+def test_generate_json_prints_the_result(tiny_models: tuple, tmp_path: Path) -> None:
+    proc = run_cli("generate", "a red cube", "--seed", "3", "--width", "256", "--height", "256",
+                   "--quality", "fast", "--json", "--no-progress", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["success"] is True and result["status"] == "succeeded"
+    assert result["steps"] == {"base": 20, "refiner": 0}
+    assert result["refined"] is False
+    assert result["image"]["source"] == "sdxl"
+
+
+def test_generate_rejects_a_bad_request_with_one_line(tmp_path: Path) -> None:
+    proc = run_cli("generate", "x", "--steps", "5", tmp_path=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "num_inference_steps must be ≥ 20" in lines[0]
+
+
+def test_generate_with_a_missing_model_fails_with_one_clear_line(tmp_path: Path) -> None:
+    proc = run_cli("generate", "x", "--no-progress", tmp_path=tmp_path,
+                   SDXL_MCP_BASE_MODEL=str(tmp_path / "nope"))
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert proc.stderr.splitlines()[-1].startswith("sdxl-mcp: error: ")
+    assert "SDXL_MCP_BASE_MODEL" in proc.stderr.splitlines()[-1]
+
+
+def test_make_tiny_models_writes_loadable_folders(tmp_path: Path) -> None:
+    target = tmp_path / "tiny"
+    proc = run_cli("make-tiny-models", str(target), tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [str(target / "base"), str(target / "refiner")]
+    # The folders work as BASE_MODEL / REFINER_MODEL through from_pretrained.
+    proc = run_cli("generate", "x", "--width", "256", "--height", "256", "--quality", "fast",
+                   "--no-progress", tmp_path=tmp_path,
+                   SDXL_MCP_BASE_MODEL=str(target / "base"),
+                   SDXL_MCP_REFINER_MODEL=str(target / "refiner"))
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_gpu_reports_the_precision_decision(tiny_models: tuple, tmp_path: Path) -> None:
+    proc = run_cli("gpu", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["precision"] == "fp32"
+    assert report["device"] == "cpu"
+    assert "CPU" in report["precision_reason"]
