@@ -19,11 +19,12 @@ venv: $(STAMP)
 test: venv
 	$(PY) -m pytest -q
 
+# An MCP client spawns `sdxl-mcp serve` over stdio and generates with the tiny model.
 demo: venv
 	@SDXL_MCP_BASE_MODEL=tiny-random SDXL_MCP_REFINER_MODEL=tiny-random \
 	SDXL_MCP_OUTPUT_DIR=$${SDXL_MCP_OUTPUT_DIR:-$(DEMO_OUTPUT)} \
-	$(VENV)/bin/sdxl-mcp generate "a lighthouse at dawn, oil painting" \
-		--seed 7 --width 512 --height 512 --quality medium
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH \
+	$(PY) examples/stdio_client.py "a lighthouse at dawn, oil painting" --seed 7 --size 512
 
 lint: venv
 	$(VENV)/bin/ruff check src tests

@@ -55,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("gpu", help="print device facts and the precision decision")
 
+    serve = sub.add_parser("serve", help="run the MCP server (stdio, or --http)")
+    serve.add_argument("--http", action="store_true",
+                       help="streamable HTTP at /mcp plus the REST API, instead of stdio")
+    serve.add_argument("--host", help="HTTP bind address (default SDXL_MCP_HTTP_HOST)")
+    serve.add_argument("--port", type=int, help="HTTP port (default SDXL_MCP_HTTP_PORT)")
+
     tiny = sub.add_parser("make-tiny-models", help="write tiny random-weight SDXL models")
     tiny.add_argument("directory", type=Path)
     return parser
@@ -80,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _generate(settings, args)
         if args.command == "gpu":
             return _gpu(settings)
+        if args.command == "serve":
+            return _serve(settings, args)
         if args.command == "make-tiny-models":
             return _make_tiny(args.directory)
     except SdxlMcpError as exc:
@@ -148,6 +156,20 @@ def _generate(settings: Settings, args: argparse.Namespace) -> int:
         f"base {t.base:.2f}, refiner {t.refiner:.2f}, decode {t.decode:.2f}, "
         f"save {t.save:.2f}, total {t.total:.2f}\n"
     )
+    return 0
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    if args.http:
+        from sdxl_mcp.http import serve_http
+
+        serve_http(settings, host=args.host, port=args.port)
+        return 0
+    from sdxl_mcp.server import build_server
+
+    # stdio: the SDK diverts fd 1 to stderr while serving, so stray output from
+    # libraries cannot corrupt the MCP stream; our logs already go to stderr.
+    build_server(settings).run(transport="stdio")
     return 0
 
 

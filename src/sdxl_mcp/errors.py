@@ -135,3 +135,14 @@ class StockRateLimited(StockError):
 class StockUnavailable(StockError):
     code = "stock_unavailable"
     retryable = True
+
+
+def status_for_code(code: str | None) -> int:
+    """The HTTP status of the error class with this ``code`` (500 if unknown)."""
+    stack: list[type[SdxlMcpError]] = [SdxlMcpError]
+    while stack:
+        cls = stack.pop()
+        if cls.code == code:
+            return cls.http_status
+        stack.extend(cls.__subclasses__())
+    return 500

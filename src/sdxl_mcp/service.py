@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
 import uuid
 from collections import OrderedDict
@@ -30,12 +31,17 @@ from sdxl_mcp.errors import (
     NoImageFound,
     NotFound,
     SdxlMcpError,
+    StockNotConfigured,
+    StockUnavailable,
 )
 from sdxl_mcp.schemas import (
     GenerationRequest,
     GenerationResult,
+    GpuStatus,
     ImageInfo,
     StepCounts,
+    StockSearchRequest,
+    StockSearchResult,
     Timings,
 )
 from sdxl_mcp.settings import Settings
@@ -49,6 +55,7 @@ ProgressListener = Callable[[ProgressEvent], None]
 #: Finished jobs are kept at least this long (and at most MAX_JOBS of them).
 JOB_RETENTION_S = 3600.0
 MAX_JOBS = 1000
+PEXELS_KEY_MISSING = "PEXELS_API_KEY is not set: get a free key at pexels.com/api"
 
 
 @dataclass
@@ -86,16 +93,19 @@ class ImageService:
         self._tg: TaskGroup | None = None
         self._last_generation_s: float | None = None
         self._avg_generation_s: float | None = None
+        self._preloading = False
+        self._backend_lock = threading.Lock()
 
     # ------------------------------------------------------------ lifecycle
     @property
     def backend(self) -> Backend:
-        if self._backend is None:
-            # Imported here: torch loads only when a backend is first needed.
-            from sdxl_mcp.engine.sdxl import SDXLEngine
+        """The backend, created on first use (in a worker thread: it imports torch)."""
+        with self._backend_lock:
+            if self._backend is None:
+                from sdxl_mcp.engine.sdxl import SDXLEngine
 
-            self._backend = SDXLEngine(self.settings)
-        return self._backend
+                self._backend = SDXLEngine(self.settings)
+            return self._backend
 
     @property
     def store(self) -> ImageStore:
@@ -123,8 +133,9 @@ class ImageService:
             self._store.close()
 
     async def _preload(self) -> None:
+        self._preloading = True
         try:
-            await anyio.to_thread.run_sync(self.backend.load)
+            await anyio.to_thread.run_sync(lambda: self.backend.load())
         except SdxlMcpError as exc:
             log.error("Preload failed: %s", exc.message)
         except Exception:
@@ -148,7 +159,18 @@ class ImageService:
         if not request.use_generation:
             raise NoImageFound()
         job = self.submit(request, on_progress)
-        return await self.wait_job(job.id, self.settings.max_wait_s if wait_s is None else wait_s)
+        try:
+            return await self.wait_job(
+                job.id, self.settings.max_wait_s if wait_s is None else wait_s
+            )
+        except anyio.get_cancelled_exc_class():
+            # The caller went away (client cancel or disconnect): nobody will
+            # collect this image, so stop it and free the slot.
+            job.cancel.cancel("cancelled by the client")
+            raise
+        finally:
+            if on_progress is not None and on_progress in job.listeners:
+                job.listeners.remove(on_progress)
 
     def submit(
         self, request: GenerationRequest, on_progress: ProgressListener | None = None
@@ -156,7 +178,7 @@ class ImageService:
         """Admission: one running plus MAX_QUEUE waiting; more is ``Busy``."""
         if self._tg is None:
             raise RuntimeError("ImageService must be used as an async context manager")
-        if self.backend.state == "failed":
+        if self._backend is not None and self._backend.state == "failed":
             raise ModelUnavailable(self._backend_error())
         active = self._waiting + (1 if self._running else 0)
         if active >= 1 + self.settings.max_queue:
@@ -287,7 +309,7 @@ class ImageService:
             # abandon_on_cancel=False: the thread always finishes (the cancel token
             # stops it within a step), so the slot is never freed while it runs.
             output = await anyio.to_thread.run_sync(
-                self.backend.generate, job.request, job.seed, progress, job.cancel
+                lambda: self.backend.generate(job.request, job.seed, progress, job.cancel)
             )
         except Cancelled as exc:
             if timed_out:
@@ -406,7 +428,7 @@ class ImageService:
         return max(1.0, per_job * (self._waiting + 1))
 
     def _backend_error(self) -> str:
-        error = self.backend.status().get("error") or "model loading failed"
+        error = self.engine_status().get("error") or "model loading failed"
         return f"Image generation is unavailable: {error}"
 
     def queue_status(self) -> dict[str, Any]:
@@ -417,13 +439,47 @@ class ImageService:
             "running_job": self._running.id if self._running else None,
         }
 
-    def status(self) -> dict[str, Any]:
-        engine = self._backend.status() if self._backend is not None else {"state": "not_loaded"}
-        return {
-            "engine": engine,
-            "queue": self.queue_status(),
-            "last_generation_s": self._last_generation_s,
-        }
+    def engine_status(self) -> dict[str, Any]:
+        if self._backend is not None:
+            return self._backend.status()
+        # Not constructed yet (torch may still be importing for the preload).
+        return {"state": "loading" if self._preloading else "not_loaded",
+                "base_model": self.settings.base_model,
+                "refiner_model": self.settings.refiner_model or None}
+
+    async def gpu_status(self) -> GpuStatus:
+        """Answers at once, even while models load; works with no GPU and no NVML."""
+        from sdxl_mcp.engine.gpu import nvml_devices
+
+        devices = await anyio.to_thread.run_sync(nvml_devices)
+        engine = self.engine_status()
+        cuda = engine.get("cuda_available")
+        if cuda is None and devices:
+            cuda = True
+        return GpuStatus(
+            cuda_available=cuda,
+            devices=devices,
+            precision={
+                "dtype": engine.get("dtype"),
+                "device": engine.get("device"),
+                "reason": engine.get("precision_reason"),
+                "warning": engine.get("precision_warning"),
+                "setting": self.settings.precision,
+            },
+            engine=engine,
+            queue=self.queue_status(),
+            last_generation_time=self._last_generation_s,
+            pexels=self.stock_status(),
+        )
+
+    def stock_status(self) -> dict[str, Any]:
+        return {"configured": self.settings.pexels_api_key is not None}
+
+    # ---------------------------------------------------------------- stock
+    async def search_stock(self, request: StockSearchRequest) -> StockSearchResult:
+        if self.settings.pexels_api_key is None:
+            raise StockNotConfigured(PEXELS_KEY_MISSING)
+        raise StockUnavailable("Pexels search is not available in this build.")
 
 
 def _infotext_params(request: GenerationRequest, output: EngineOutput) -> InfotextParams:

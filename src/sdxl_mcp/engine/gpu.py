@@ -1,5 +1,8 @@
 """Device facts and GPU status, safe on machines without a GPU or NVML.
 
+torch is imported inside the functions that need it, so ``gpu_status`` can
+read NVML while torch is still being imported for a preload.
+
 On a CPU build of torch, ``torch.cuda.get_device_name`` and ``mem_get_info``
 raise, and ``pynvml.nvmlInit`` raises ``NVMLError_LibraryNotFound``: every
 probe here is guarded and reports what it could not read instead of failing.
@@ -11,8 +14,6 @@ import contextlib
 import logging
 from typing import Any
 
-import torch
-
 from sdxl_mcp.engine.precision import HardwareFacts
 
 log = logging.getLogger(__name__)
@@ -20,6 +21,8 @@ log = logging.getLogger(__name__)
 
 def resolve_device(setting: str) -> str:
     """Turn DEVICE (auto, cpu, mps, cuda, cuda:N) into a concrete device string."""
+    import torch
+
     if setting == "auto":
         if torch.cuda.is_available():
             return "cuda:0"
@@ -33,6 +36,8 @@ def resolve_device(setting: str) -> str:
 
 def probe_hardware(device: str) -> HardwareFacts:
     """Facts about ``device`` for the precision policy; raises if it is absent."""
+    import torch
+
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise RuntimeError(
@@ -60,6 +65,8 @@ def gpu_devices() -> list[dict[str, Any]]:
     devices = _nvml_devices()
     if devices is not None:
         return devices
+    import torch
+
     out: list[dict[str, Any]] = []
     if not torch.cuda.is_available():
         return out
@@ -77,6 +84,11 @@ def gpu_devices() -> list[dict[str, Any]]:
             entry["error"] = str(exc)
         out.append(entry)
     return out
+
+
+def nvml_devices() -> list[dict[str, Any]]:
+    """GPUs as NVML sees them; [] without an NVIDIA driver (no torch needed)."""
+    return _nvml_devices() or []
 
 
 def _nvml_devices() -> list[dict[str, Any]] | None:
@@ -124,4 +136,6 @@ def _text(value: Any) -> str:
 
 
 def cuda_available() -> bool:
+    import torch
+
     return bool(torch.cuda.is_available())

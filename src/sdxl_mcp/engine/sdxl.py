@@ -165,6 +165,7 @@ class SDXLEngine:
             "precision_warning": decision.warning if decision else None,
             "weights_gb": round(decision.weight_bytes / 1024**3, 3) if decision else None,
             "load_time_s": self._load_time,
+            "cuda_available": bool(torch.cuda.is_available()),
         }
 
     # --------------------------------------------------------------- loading

@@ -1,0 +1,31 @@
+"""Small inline previews an agent can see: JPEG, longest side ≤ 512 px, well under 1 MiB.
+
+MCP clients drop tool results over ~1 MiB, so the full PNG travels as a
+resource link and only this preview goes inline.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from PIL import Image
+
+PREVIEW_MAX_SIDE = 512
+PREVIEW_MAX_BYTES = 1024 * 1024
+
+
+def preview_jpeg(path: str | Path, max_side: int = PREVIEW_MAX_SIDE, quality: int = 85) -> bytes:
+    """Encode a downscaled JPEG of the image at ``path``."""
+    with Image.open(path) as source:
+        source.draft("RGB", (max_side, max_side))  # JPEG sources decode at reduced size
+        image = source.convert("RGB")
+        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=2.0)
+        while True:
+            buffer = io.BytesIO()
+            image.save(buffer, format="JPEG", quality=quality, optimize=False)
+            data = buffer.getvalue()
+            # Noise-like images compress badly; step quality down rather than exceed the cap.
+            if len(data) < PREVIEW_MAX_BYTES // 2 or quality <= 30:
+                return data
+            quality -= 15
