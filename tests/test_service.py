@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,8 +11,8 @@ from typing import Any
 import anyio
 import pytest
 from PIL import Image
+from tests.fakes import GatedBackend
 
-from sdxl_mcp.backend import CancelToken, EngineOutput, ProgressEvent
 from sdxl_mcp.errors import Busy, NoImageFound, NotFound
 from sdxl_mcp.schemas import GenerationRequest
 from sdxl_mcp.service import ImageService
@@ -31,41 +30,6 @@ def anyio_backend() -> str:
 
 def request(**fields: Any) -> GenerationRequest:
     return GenerationRequest(prompt="a lighthouse at dawn", **{**SMALL, **fields})
-
-
-class GatedBackend:
-    """A stand-in backend whose generations wait for the test to release them."""
-
-    def __init__(self) -> None:
-        self.gate = threading.Event()
-        self.started = threading.Event()
-        self.calls = 0
-
-    state = "ready"
-
-    def load(self) -> None:
-        pass
-
-    def status(self) -> dict[str, Any]:
-        return {"state": "ready"}
-
-    def generate(self, req: GenerationRequest, seed: int, on_progress: Any = None,
-                 cancel: CancelToken | None = None) -> EngineOutput:
-        self.calls += 1
-        self.started.set()
-        while not self.gate.wait(0.01):
-            if cancel is not None and cancel.cancelled:
-                from sdxl_mcp.errors import Cancelled
-
-                raise Cancelled(f"Generation {cancel.reason} during the base stage.")
-        if on_progress:
-            on_progress(ProgressEvent("base", 1, 1, 1, 1))
-        return EngineOutput(
-            image=Image.new("RGB", (req.width, req.height), "white"), seed=seed,
-            steps_base=1, steps_refiner=0, refined=False, refiner_error=None,
-            precision="fp32", device="cpu", base_model="fake", refiner_model=None,
-            timings={"base": 0.01},
-        )
 
 
 async def test_generation_writes_png_sidecar_and_catalog_row(

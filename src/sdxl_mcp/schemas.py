@@ -287,6 +287,8 @@ class DownloadedPhoto(BaseModel):
     source_url: str
     attribution: str
     cached: bool = False
+    width: int | None = Field(None, description="Width in pixels of the saved file.")
+    height: int | None = Field(None, description="Height in pixels of the saved file.")
 
 
 class StockSearchResult(BaseModel):

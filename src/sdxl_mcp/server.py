@@ -205,18 +205,25 @@ def build_server(settings: Settings, service: ImageService | None = None) -> MCP
         async def forward_progress() -> None:
             async with receive:
                 async for event in receive:
-                    await ctx.report_progress(event.done, event.total, event.message)
+                    try:
+                        await ctx.report_progress(event.done, event.total, event.message)
+                    except Exception:  # a gone client must not fail the generation
+                        log.debug("progress notification failed", exc_info=True)
 
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(forward_progress)
-                try:
-                    result = await svc.generate(request, on_progress=on_progress)
-                finally:
-                    send.close()
-        except SdxlMcpError as exc:
-            return _failure(exc)
-        return await _result_content(ctx, result)
+        # Errors are caught inside the task group so they do not arrive wrapped
+        # in an ExceptionGroup.
+        outcome: GenerationResult | SdxlMcpError
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(forward_progress)
+            try:
+                outcome = await svc.generate(request, on_progress=on_progress)
+            except SdxlMcpError as exc:
+                outcome = exc
+            finally:
+                send.close()
+        if isinstance(outcome, SdxlMcpError):
+            return _failure(outcome)
+        return await _result_content(ctx, outcome)
 
     server.add_tool(
         _with_signature(

@@ -1,0 +1,67 @@
+"""Test doubles at the service's backend seam (the engine's interface)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from PIL import Image
+
+from sdxl_mcp.backend import CancelToken, EngineOutput, ProgressEvent
+from sdxl_mcp.errors import Cancelled
+from sdxl_mcp.schemas import GenerationRequest
+
+
+class GatedBackend:
+    """Generations (and optionally loading) wait until the test opens a gate.
+
+    Honours the cancel token every 10 ms, like the real engine does every step.
+    """
+
+    def __init__(self, *, gate_open: bool = False, load_gate_open: bool = True) -> None:
+        self.gate = threading.Event()
+        self.load_gate = threading.Event()
+        if gate_open:
+            self.gate.set()
+        if load_gate_open:
+            self.load_gate.set()
+        self.started = threading.Event()
+        self.cancelled = threading.Event()
+        self.calls = 0
+        self._state = "not_loaded"
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    def load(self) -> None:
+        if self._state == "ready":
+            return
+        self._state = "loading"
+        self.load_gate.wait()
+        self._state = "ready"
+
+    def status(self) -> dict[str, Any]:
+        return {"state": self._state, "device": "cpu", "dtype": "fp32", "error": None}
+
+    def generate(
+        self, req: GenerationRequest, seed: int, on_progress: Any = None,
+        cancel: CancelToken | None = None,
+    ) -> EngineOutput:
+        self.load()
+        self.calls += 1
+        self.started.set()
+        step = 0
+        while not self.gate.wait(0.01):
+            if cancel is not None and cancel.cancelled:
+                self.cancelled.set()
+                raise Cancelled(f"Generation {cancel.reason} during the base stage.")
+        for step in range(1, 4):
+            if on_progress:
+                on_progress(ProgressEvent("base", step, 3, step, 3))
+        return EngineOutput(
+            image=Image.new("RGB", (req.width, req.height), (seed % 256, 100, 150)),
+            seed=seed, steps_base=step, steps_refiner=0, refined=False, refiner_error=None,
+            precision="fp32", device="cpu", base_model="fake", refiner_model=None,
+            timings={"base": 0.01},
+        )
