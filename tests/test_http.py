@@ -65,8 +65,10 @@ INITIALIZE = {
 MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
 TOOLS = {"generate_image", "get_generation", "cancel_generation", "search_stock_image",
          "gpu_status"}
-# A generation can wait for the model to load the first time.
-TIMEOUT = httpx.Timeout(120.0)
+#: Guards against hangs only: a tiny generation on a busy CPU can take a minute.
+TIMEOUT = httpx.Timeout(600.0)
+#: Long enough that the guide's request always answers with its result, not a job id.
+MAX_WAIT_S = 600.0
 
 
 # ------------------------------------------------------------------ fixtures
@@ -75,7 +77,7 @@ def tiny_server(
     tiny_models: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
     """One loopback server on the tiny models, shared by this module's tests."""
-    settings = tiny_settings(tmp_path_factory.mktemp("http-tiny"))
+    settings = tiny_settings(tmp_path_factory.mktemp("http-tiny"), max_wait_s=MAX_WAIT_S)
     with isolated_environ(), serve(settings) as live:
         yield live
 
@@ -191,6 +193,18 @@ def test_malformed_json_body_is_422_saying_so(tiny_server: LiveServer) -> None:
     )
     assert response.status_code == 422
     assert "JSON" in response.json()["message"]
+
+
+def test_json_body_that_is_not_an_object_is_422(tiny_server: LiveServer) -> None:
+    response = httpx.post(tiny_server.url + GENERATE, json=["a red bicycle"], timeout=TIMEOUT)
+    assert response.status_code == 422
+    assert "object" in response.json()["message"]
+
+
+def test_oversized_body_is_413(tiny_server: LiveServer) -> None:
+    body = {"prompt": "a red bicycle", "negative_prompt": "x" * (65 * 1024)}
+    response = httpx.post(tiny_server.url + GENERATE, json=body, timeout=TIMEOUT)
+    assert response.status_code == 413
 
 
 def test_queue_full_is_429_with_retry_after_and_the_holder_still_succeeds(

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from mcp import Client
 from PIL import Image
+from tests.fakes import GatedBackend
 
 from sdxl_mcp.server import build_server
 from sdxl_mcp.service import ImageService
-from tests.fakes import GatedBackend
 
 TOOLS = {"generate_image", "get_generation", "cancel_generation", "search_stock_image",
          "gpu_status"}
@@ -283,5 +283,5 @@ async def test_images_the_server_did_not_make_are_not_readable(
     tiny_server: Any, uri: str
 ) -> None:
     async with Client(tiny_server) as client:
-        with pytest.raises(Exception, match="Unknown resource|No image|rror"):
+        with pytest.raises(Exception, match=r"Unknown resource|No image|rror"):
             await client.read_resource(uri)

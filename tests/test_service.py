@@ -128,5 +128,5 @@ async def test_generation_timeout_interrupts_and_reports(
 
 async def test_unknown_job_is_not_found(make_settings: Callable[..., Any]) -> None:
     async with ImageService(make_settings(), backend=GatedBackend()) as service:
-        with pytest.raises(NotFound, match="restarted"):
+        with pytest.raises(NotFound, match="No job with id 'nope'"):
             await service.wait_job("nope", 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import json
 import queue
 import subprocess
@@ -14,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers_http import STARTUP_LIMIT_S, clean_environ
 from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult, ImageContent, ResourceLink, TextContent
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 from PIL import Image
+
+from helpers_http import STARTUP_LIMIT_S, clean_environ
 
 SERVE = ["-m", "sdxl_mcp.cli", "serve"]
 GENERATE_ARGS = {"prompt": "a lighthouse at dawn", "width": 256, "height": 256,
@@ -35,6 +37,8 @@ def server_env(root: Path) -> dict[str, str]:
         "SDXL_MCP_OUTPUT_DIR": str(root / "images"),
         "SDXL_MCP_LOG_DIR": str(root / "logs"),
         "SDXL_MCP_PRELOAD": "false",
+        # A tiny generation on a busy CPU can take a minute: always wait for the result.
+        "SDXL_MCP_MAX_WAIT_S": "600",
     }
 
 
@@ -49,10 +53,10 @@ def generation(
     params = StdioServerParameters(
         command=sys.executable, args=SERVE, env=server_env(root), cwd=str(root)
     )
-    progress: list[tuple[float, float | None]] = []
+    events: list[tuple[float, float | None]] = []
 
-    async def on_progress(done: float, total: float | None, message: str | None) -> None:
-        progress.append((done, total))
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        events.append((progress, total))
 
     async def run() -> dict[str, Any]:
         async with Client(params) as client:
@@ -63,7 +67,7 @@ def generation(
             return {"result": result, "resource": resource, "server": client.server_info}
 
     outcome = anyio.run(run)
-    outcome["progress"] = progress
+    outcome["progress"] = events
     return outcome
 
 
@@ -90,7 +94,7 @@ def test_progress_rises_step_by_step_to_the_total(generation: dict[str, Any]) ->
     progress = generation["progress"]
     assert progress, "no progress notifications arrived"
     values = [done for done, _ in progress]
-    assert all(a < b for a, b in zip(values, values[1:], strict=False))
+    assert all(a < b for a, b in itertools.pairwise(values))
     totals = {total for _, total in progress}
     assert len(totals) == 1
     assert values[-1] == totals.pop()

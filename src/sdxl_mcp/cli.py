@@ -55,11 +55,25 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("gpu", help="print device facts and the precision decision")
 
+    stock = sub.add_parser("stock", help="search Pexels for free stock photos")
+    stock.add_argument("query")
+    stock.add_argument("--orientation", choices=["landscape", "portrait", "square"])
+    stock.add_argument("--size", choices=["large", "medium", "small"])
+    stock.add_argument("--color")
+    stock.add_argument("--per-page", dest="per_page", type=int, default=5)
+    stock.add_argument("--page", type=int, default=1)
+    stock.add_argument("--no-download", dest="download", action="store_false")
+    stock.add_argument("--json", action="store_true", help="print the full result as JSON")
+
     serve = sub.add_parser("serve", help="run the MCP server (stdio, or --http)")
     serve.add_argument("--http", action="store_true",
                        help="streamable HTTP at /mcp plus the REST API, instead of stdio")
     serve.add_argument("--host", help="HTTP bind address (default SDXL_MCP_HTTP_HOST)")
     serve.add_argument("--port", type=int, help="HTTP port (default SDXL_MCP_HTTP_PORT)")
+
+    from sdxl_mcp import bench
+
+    bench.add_arguments(sub.add_parser("bench", help="measure overhead, start-up, GPU speed"))
 
     tiny = sub.add_parser("make-tiny-models", help="write tiny random-weight SDXL models")
     tiny.add_argument("directory", type=Path)
@@ -88,6 +102,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _gpu(settings)
         if args.command == "serve":
             return _serve(settings, args)
+        if args.command == "stock":
+            return _stock(settings, args)
+        if args.command == "bench":
+            from sdxl_mcp import bench
+
+            return bench.run(args)
         if args.command == "make-tiny-models":
             return _make_tiny(args.directory)
     except SdxlMcpError as exc:
@@ -159,18 +179,86 @@ def _generate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _stock(settings: Settings, args: argparse.Namespace) -> int:
+    import anyio
+
+    from sdxl_mcp.schemas import StockSearchRequest, StockSearchResult
+    from sdxl_mcp.service import PEXELS_KEY_MISSING, ImageService
+
+    try:
+        request = StockSearchRequest(
+            query=args.query, orientation=args.orientation, size=args.size, color=args.color,
+            per_page=args.per_page, page=args.page, download=args.download,
+        )
+    except ValidationError as exc:
+        return _fail(describe_validation_error(exc), code=2)
+
+    if settings.pexels_api_key is None:
+        return _fail(PEXELS_KEY_MISSING)
+
+    async def run() -> StockSearchResult | SdxlMcpError:
+        async with ImageService(settings.model_copy(update={"preload": False})) as service:
+            # Caught here: raised through the service's task group it would
+            # arrive wrapped in an ExceptionGroup and escape main() as a traceback.
+            try:
+                return await service.search_stock(request)
+            except SdxlMcpError as exc:
+                return exc
+
+    result = anyio.run(run)
+    if isinstance(result, SdxlMcpError):
+        return _fail(result.message)
+    if args.json:
+        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+        return 0
+    if result.downloaded is not None:
+        sys.stdout.write(f"{result.downloaded.path}\n{result.downloaded.attribution}\n")
+    for photo in result.photos:
+        sys.stdout.write(f"{photo.id}\t{photo.width}x{photo.height}\t{photo.photographer}\t"
+                         f"{photo.url}\n")
+    if not result.photos:
+        sys.stdout.write(f"no photos found for {args.query!r}\n")
+    return 0
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.http:
         from sdxl_mcp.http import serve_http
 
         serve_http(settings, host=args.host, port=args.port)
         return 0
+    import anyio
+
+    anyio.run(_serve_stdio, settings)
+    return 0
+
+
+async def _serve_stdio(settings: Settings) -> None:
+    """stdio until stdin closes or SIGTERM/SIGINT; either way a graceful shutdown.
+
+    The SDK diverts fd 1 to stderr while serving, so stray output from libraries
+    cannot corrupt the MCP stream; our logs already go to stderr.
+    """
+    import signal
+
+    import anyio
+
     from sdxl_mcp.server import build_server
 
-    # stdio: the SDK diverts fd 1 to stderr while serving, so stray output from
-    # libraries cannot corrupt the MCP stream; our logs already go to stderr.
-    build_server(settings).run(transport="stdio")
-    return 0
+    server = build_server(settings)
+    async with anyio.create_task_group() as tg:
+
+        async def stop_on_signal() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for received in signals:
+                    log.info("Received %s: shutting down gracefully", received.name)
+                    tg.cancel_scope.cancel()
+                    return
+
+        tg.start_soon(stop_on_signal)
+        await server.run_stdio_async()
+        log.info("stdin closed: shutting down")
+        tg.cancel_scope.cancel()
 
 
 def _gpu(settings: Settings) -> int:

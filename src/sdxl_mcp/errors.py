@@ -45,6 +45,13 @@ class NotFound(SdxlMcpError):
     http_status = 404
 
 
+class JobLost(NotFound):
+    """The job was queued or running when the server stopped; it never finished."""
+
+    code = "job_lost"
+    http_status = 410
+
+
 class Busy(SdxlMcpError):
     """The queue is full; retry after ``retry_after_s`` seconds."""
 

@@ -149,8 +149,10 @@ def build_http_app(settings: Settings, service: ImageService | None = None) -> S
     security = transport_security(settings)
 
     async def generate_image(request: Request) -> Response:
-        raw = await request.body()
-        if len(raw) > MAX_JSON_BODY:
+        declared = request.headers.get("content-length", "")
+        too_big = declared.isdigit() and int(declared) > MAX_JSON_BODY
+        raw = b"" if too_big else await request.body()
+        if too_big or len(raw) > MAX_JSON_BODY:
             return JSONResponse(
                 {
                     "success": False,

@@ -219,6 +219,10 @@ def describe_validation_error(exc: ValidationError) -> str:
             parts.append(f"{loc} must be at most {ctx.get('max_length')} characters")
         elif kind == "string_too_short":
             parts.append(f"{loc} must not be empty")
+        elif kind == "json_invalid":
+            parts.append(f"the body is not valid JSON ({ctx.get('error', 'parse error')})")
+        elif kind == "model_type":
+            parts.append(f"{loc} must be a JSON object")
         elif kind == "missing":
             parts.append(f"{loc} is required")
         elif kind == "extra_forbidden":

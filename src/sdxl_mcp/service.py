@@ -20,6 +20,7 @@ from typing import Any, Literal, Self
 
 import anyio
 import anyio.to_thread
+import httpx
 from anyio.abc import TaskGroup
 
 from sdxl_mcp.backend import Backend, CancelToken, EngineOutput, ProgressEvent
@@ -27,12 +28,12 @@ from sdxl_mcp.errors import (
     Busy,
     Cancelled,
     GenerationTimeout,
+    JobLost,
     ModelUnavailable,
     NoImageFound,
     NotFound,
     SdxlMcpError,
     StockNotConfigured,
-    StockUnavailable,
 )
 from sdxl_mcp.schemas import (
     GenerationRequest,
@@ -45,6 +46,7 @@ from sdxl_mcp.schemas import (
     Timings,
 )
 from sdxl_mcp.settings import Settings
+from sdxl_mcp.stock.pexels import PexelsClient, default_http_client
 from sdxl_mcp.storage import CatalogRecord, ImageStore, InfotextParams, format_infotext
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,8 @@ ProgressListener = Callable[[ProgressEvent], None]
 #: Finished jobs are kept at least this long (and at most MAX_JOBS of them).
 JOB_RETENTION_S = 3600.0
 MAX_JOBS = 1000
+#: How long shutdown waits for running work to stop (it stops within one step).
+SHUTDOWN_GRACE_S = 30.0
 PEXELS_KEY_MISSING = "PEXELS_API_KEY is not set: get a free key at pexels.com/api"
 
 
@@ -95,6 +99,9 @@ class ImageService:
         self._avg_generation_s: float | None = None
         self._preloading = False
         self._backend_lock = threading.Lock()
+        self._pexels: PexelsClient | None = None
+        self._closing = False
+        self._pexels_http: httpx.AsyncClient | None = None
 
     # ------------------------------------------------------------ lifecycle
     @property
@@ -110,8 +117,13 @@ class ImageService:
     @property
     def store(self) -> ImageStore:
         if self._store is None:
-            self._store = ImageStore(self.settings.output_dir)
-            self._store.cleanup_temp_files()
+            store = ImageStore(self.settings.output_dir)
+            removed = store.cleanup_temp_files()
+            lost = store.catalog.mark_unfinished_jobs_lost()
+            if removed or lost:
+                log.warning("Start-up: removed %d temp file(s); %d job(s) of a previous run "
+                            "never finished and are reported as lost", removed, lost)
+            self._store = store
         return self._store
 
     async def __aenter__(self) -> Self:
@@ -122,13 +134,25 @@ class ImageService:
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
+        """Graceful shutdown: stop admitting, stop running work within a step, persist."""
         assert self._tg is not None
-        for job in self._jobs.values():
-            if job.state in ("queued", "running"):
-                job.cancel.cancel("cancelled by shutdown")
+        self._closing = True
+        unfinished = [j for j in self._jobs.values() if j.state in ("queued", "running")]
+        for job in unfinished:
+            job.cancel.cancel("cancelled by shutdown")
+        # Shielded: shutdown often arrives as a cancellation (signal, closed stdin),
+        # and the engine thread must be allowed to reach its next step and stop.
+        with anyio.CancelScope(shield=True), anyio.move_on_after(SHUTDOWN_GRACE_S):
+            for job in unfinished:
+                await job.done.wait()
+        # Exiting the task group waits for any engine thread still finishing its
+        # step (threads cannot be killed); model loading is the one long wait.
         self._tg.cancel_scope.cancel()
         await self._tg.__aexit__(*exc_info)
         self._tg = None
+        if self._pexels_http is not None:
+            await self._pexels_http.aclose()
+            self._pexels_http, self._pexels = None, None
         if self._store is not None:
             self._store.close()
 
@@ -154,9 +178,20 @@ class ImageService:
         job is still running when the wait ends, returns ``status="running"``
         with a ``job_id`` to follow with :meth:`get_job`.
         """
-        # The stock-first hook (use_pexels) is served by the Pexels client once it
-        # lands; until then a request that does not allow generation has no source.
+        stock_error: SdxlMcpError | None = None
+        if request.use_pexels:
+            try:
+                stock = await self._stock_first(request)
+            except SdxlMcpError as exc:
+                stock, stock_error = None, exc
+                log.warning("Stock photo search failed: %s", exc.message)
+            if stock is not None:
+                return stock
         if not request.use_generation:
+            # The guide's message when no source can serve; a Pexels fault other
+            # than "no key" is more useful to the caller than the generic line.
+            if stock_error is not None and not isinstance(stock_error, StockNotConfigured):
+                raise stock_error
             raise NoImageFound()
         job = self.submit(request, on_progress)
         try:
@@ -178,6 +213,9 @@ class ImageService:
         """Admission: one running plus MAX_QUEUE waiting; more is ``Busy``."""
         if self._tg is None:
             raise RuntimeError("ImageService must be used as an async context manager")
+        if self._closing:
+            raise Busy("The server is shutting down; retry once it has restarted.",
+                       retry_after_s=10.0)
         if self._backend is not None and self._backend.state == "failed":
             raise ModelUnavailable(self._backend_error())
         active = self._waiting + (1 if self._running else 0)
@@ -198,13 +236,17 @@ class ImageService:
         return job
 
     async def wait_job(self, job_id: str, wait_s: float) -> GenerationResult:
-        job = self._job(job_id)
+        job = self._jobs.get(job_id)
+        if job is None:
+            return await self._past_job(job_id)
         with anyio.move_on_after(max(0.0, wait_s)):
             await job.done.wait()
         return self.job_result(job)
 
     async def cancel_job(self, job_id: str) -> GenerationResult:
-        job = self._job(job_id)
+        job = self._jobs.get(job_id)
+        if job is None:
+            return await self._past_job(job_id)
         if job.state in ("queued", "running"):
             job.cancel.cancel("cancelled by the caller")
             with anyio.move_on_after(self.settings.max_wait_s):
@@ -225,14 +267,22 @@ class ImageService:
             "to wait for the result.",
         )
 
-    def _job(self, job_id: str) -> Job:
-        job = self._jobs.get(job_id)
-        if job is None:
-            raise NotFound(
-                f"No job with id {job_id!r}: it never existed, expired after an hour, or was "
-                "lost when the server restarted."
+    async def _past_job(self, job_id: str) -> GenerationResult:
+        """A job this process does not hold: finished before a restart, or lost by one."""
+        record = await anyio.to_thread.run_sync(
+            lambda: self.store.catalog.get_job(job_id) if len(job_id) <= 64 else None
+        )
+        if record is None:
+            raise NotFound(f"No job with id {job_id!r} on this server; check the id.")
+        status, result_json = record
+        if status == "lost":
+            raise JobLost(
+                f"Job {job_id} was lost: the server restarted before it finished. "
+                "Send the request again."
             )
-        return job
+        if result_json:
+            return GenerationResult.model_validate_json(result_json)
+        raise JobLost(f"Job {job_id} has no stored result; send the request again.")
 
     def _remember(self, job: Job) -> None:
         now = time.monotonic()
@@ -246,10 +296,21 @@ class ImageService:
                     if j.finished is not None and now - j.finished > JOB_RETENTION_S]:
             del self._jobs[key]
 
+    async def _persist(self, job: Job) -> None:
+        """Record the job's state, so a restart can tell "lost" from "never existed"."""
+        result = job.result.model_dump_json() if job.result is not None else None
+        try:
+            await anyio.to_thread.run_sync(
+                lambda: self.store.catalog.save_job(job.id, job.state, result)
+            )
+        except SdxlMcpError as exc:  # never fail a generation over bookkeeping
+            log.warning("Could not record job %s: %s", job.id, exc.message)
+
     async def _run_job(self, job: Job) -> None:
         queued_at = time.perf_counter()
         waiting = True
         try:
+            await self._persist(job)
             async with self._slot:
                 self._waiting -= 1
                 waiting = False
@@ -277,12 +338,15 @@ class ImageService:
             if waiting:  # cancelled while waiting for the slot
                 self._waiting -= 1
             job.finished = time.monotonic()
+            with anyio.CancelScope(shield=True):
+                await self._persist(job)
             job.done.set()
 
     async def _execute(self, job: Job, queue_wait: float) -> GenerationResult:
         if job.cancel.cancelled:
             raise Cancelled(f"Generation {job.cancel.reason} before it started.")
         job.state = "running"
+        await self._persist(job)
         token = anyio.lowlevel.current_token()
 
         def progress(event: ProgressEvent) -> None:  # called in the worker thread
@@ -473,13 +537,72 @@ class ImageService:
         )
 
     def stock_status(self) -> dict[str, Any]:
+        if self._pexels is not None:
+            return self._pexels.status()
         return {"configured": self.settings.pexels_api_key is not None}
 
     # ---------------------------------------------------------------- stock
+    def _stock_client(self) -> PexelsClient:
+        """One client per service, so its cache and rate-limit view are shared."""
+        if self._pexels is None:
+            if self.settings.pexels_api_key is None:
+                raise StockNotConfigured(PEXELS_KEY_MISSING)
+            http = default_http_client()
+            self._pexels = PexelsClient(
+                self.settings.pexels_api_key,
+                base_url=self.settings.pexels_base_url,
+                http=http,
+                cache_ttl_s=self.settings.pexels_cache_ttl_s,
+            )
+            self._pexels_http = http
+        return self._pexels
+
     async def search_stock(self, request: StockSearchRequest) -> StockSearchResult:
-        if self.settings.pexels_api_key is None:
-            raise StockNotConfigured(PEXELS_KEY_MISSING)
-        raise StockUnavailable("Pexels search is not available in this build.")
+        store = await anyio.to_thread.run_sync(lambda: self.store)
+        return await self._stock_client().search_and_download(request, store)
+
+    async def _stock_first(self, request: GenerationRequest) -> GenerationResult | None:
+        """The guide's workflow: a free Pexels photo that fits, or None."""
+        started = time.perf_counter()
+        client = self._stock_client()
+        ratio = request.width / request.height
+        orientation = "square" if 0.9 <= ratio <= 1.1 else (
+            "landscape" if ratio > 1 else "portrait")
+        search = StockSearchRequest(query=request.prompt[:200], orientation=orientation,
+                                    per_page=5, download=True)
+        store = await anyio.to_thread.run_sync(lambda: self.store)
+        found = await client.search_and_download(
+            search, store, width=request.width, height=request.height
+        )
+        if found.downloaded is None:
+            log.info("No Pexels photo for %r", request.prompt[:80])
+            return None
+        photo = found.photos[0]
+        saved = found.downloaded
+        elapsed = round(time.perf_counter() - started, 4)
+        return GenerationResult(
+            success=True,
+            status="succeeded",
+            message="Found a free stock photo on Pexels"
+            + (" (already downloaded)" if saved.cached else "")
+            + f". Credit it: {saved.attribution}",
+            image_url=saved.path,
+            image=ImageInfo(
+                url=saved.path,
+                source="pexels",
+                photographer=photo.photographer,
+                photographer_url=photo.photographer_url,
+                width=saved.width or photo.width,
+                height=saved.height or photo.height,
+            ),
+            generation_time=elapsed,
+            path=saved.path,
+            timings=Timings(total=elapsed),
+            cached=saved.cached,
+            pexels_photo_id=photo.id,
+            pexels_page_url=photo.url,
+            attribution=saved.attribution,
+        )
 
 
 def _infotext_params(request: GenerationRequest, output: EngineOutput) -> InfotextParams:

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("SDXL_MCP_PEXELS_API_KEY", "PEXELS_API_KEY")
     )
     pexels_base_url: str = "https://api.pexels.com/v1"
+    pexels_cache_ttl_s: float = Field(
+        300.0, ge=0, description="how long repeated Pexels searches are answered from memory"
+    )
     http_host: str = "127.0.0.1"
     http_port: int = Field(8000, ge=0, le=65535)
     http_token: SecretStr | None = None
@@ -70,6 +73,14 @@ class Settings(BaseSettings):
     backend: Literal["local", "ray"] = "local"
     ray_address: str = ""
     replicas: int = Field(1, ge=1, le=64)
+    warmup: bool = Field(
+        True, description="run a short generation after loading so the first request is warm"
+    )
+    channels_last: bool = Field(True, description="CUDA: UNets in channels-last memory format")
+    fuse_qkv: bool = Field(False, description="CUDA: fuse attention QKV projections")
+    compile: bool = Field(
+        False, description="CUDA: torch.compile the UNets during preload (minutes, once)"
+    )
     png_compress_level: int = Field(
         1, ge=0, le=9, description="zlib level for saved PNGs (1: fast, files ~10% larger)"
     )

@@ -59,7 +59,7 @@ __all__ = [
 ]
 
 CATALOG_FILENAME = "catalog.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the jobs table
 TEMP_PREFIX = ".tmp-"
 PARAMETERS_CHUNK = "parameters"
 SOURCES = ("sdxl", "pexels")
@@ -284,7 +284,17 @@ CREATE TABLE IF NOT EXISTS images (
 );
 CREATE INDEX IF NOT EXISTS images_request_key ON images (request_key);
 CREATE INDEX IF NOT EXISTS images_source_id ON images (source, source_id);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    result_json TEXT
+);
 """
+
+#: Jobs the catalog remembers (newest kept); plenty for "what happened to my job".
+MAX_JOB_ROWS = 10_000
 
 _COLUMNS = (
     "id, name, path, prompt, negative_prompt, parameters, seed, source, source_id, "
@@ -349,6 +359,42 @@ class Catalog:
                 raise StorageError(
                     f"Could not {action} the image catalog {self.path}: {exc}. {_FIX_HINT}"
                 ) from exc
+
+    # -- jobs: so a restart can say "lost", and finished results outlive it ----
+
+    def save_job(self, job_id: str, status: str, result_json: str | None = None) -> None:
+        now = _utc_now_iso()
+        with self._locked("record a job in"), self._conn:
+            self._conn.execute(
+                "INSERT INTO jobs (id, status, created, updated, result_json) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+                "status=excluded.status, updated=excluded.updated, "
+                "result_json=excluded.result_json",
+                (job_id, status, now, now, result_json),
+            )
+
+    def get_job(self, job_id: str) -> tuple[str, str | None] | None:
+        """(status, result JSON) of a job this output dir has seen, or None."""
+        with self._locked("read a job from"):
+            row = self._conn.execute(
+                "SELECT status, result_json FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+        return None if row is None else (row["status"], row["result_json"])
+
+    def mark_unfinished_jobs_lost(self) -> int:
+        """At start-up: jobs a previous process queued or ran never finished."""
+        with self._locked("update jobs in"), self._conn:
+            lost = self._conn.execute(
+                "UPDATE jobs SET status = 'lost', updated = ? "
+                "WHERE status IN ('queued', 'running')",
+                (_utc_now_iso(),),
+            ).rowcount
+            self._conn.execute(
+                "DELETE FROM jobs WHERE id NOT IN "
+                "(SELECT id FROM jobs ORDER BY updated DESC LIMIT ?)",
+                (MAX_JOB_ROWS,),
+            )
+        return int(lost)
 
     def add(self, record: CatalogRecord) -> int:
         """Insert ``record``; returns its id (also set on ``record.id``)."""

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Full-size SDXL timings on one NVIDIA GPU, from a fresh Linux machine with Python 3.11+.
+#
+#   bench/gpu.sh OUT_DIR
+#
+# Creates a venv (.venv-gpu), installs the CUDA build of torch and sdxl-mcp, runs
+# `sdxl-mcp bench --full-size` (real SDXL configs, random weights: no download, the
+# real FLOPs) for fp32, fp16 and bf16, and writes the JSON and a log into OUT_DIR.
+# Budget: under 8 minutes on an H100 (install ~2-3 min, benchmark ~3 min).
+# Offline machines: pre-populate a wheel folder and set PIP_FIND_LINKS / PIP_NO_INDEX.
+set -euo pipefail
+out=${1:?usage: bench/gpu.sh OUT_DIR}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+cd "$(dirname "$0")/.."
+log="$out/gpu-bench.log"
+exec > >(tee -a "$log") 2>&1
+echo "== $(date -u +%FT%TZ) $(hostname)"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
+VENV=${VENV:-.venv-gpu}
+PY=${PYTHON:-python3}
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PY" -m venv "$VENV"
+fi
+# The CUDA wheel of torch from PyPI (no constraints file: that pins the CPU build).
+"$VENV/bin/pip" install --quiet --disable-pip-version-check "torch==2.13.0"
+"$VENV/bin/pip" install --quiet --disable-pip-version-check -e '.[engine]'
+"$VENV/bin/python" -c "import torch; assert torch.cuda.is_available(), 'no CUDA'; print(torch.__version__, torch.cuda.get_device_name(0))"
+time "$VENV/bin/sdxl-mcp" bench --full-size --dtypes "${DTYPES:-fp32,fp16,bf16}" --out "$out"
+echo "== done: $out"

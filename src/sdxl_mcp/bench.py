@@ -1,0 +1,289 @@
+"""``sdxl-mcp bench``: what the server costs, measured, never assumed.
+
+--overhead   raw diffusers vs the full stdio MCP path on the same tiny models
+--startup    spawn `sdxl-mcp serve` -> initialize answer, and -> models ready
+--full-size  the real SDXL architecture (random weights) on a GPU, per dtype
+--scaling    (Ray backend) throughput with 1 and 2 replicas
+
+Each writes a JSON file into --out and prints a table. Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+from tqdm import tqdm
+
+PROMPT = "a lighthouse at dawn, oil painting"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--overhead", action="store_true", help="server path vs raw diffusers")
+    mode.add_argument("--startup", action="store_true", help="time to initialize and ready")
+    mode.add_argument("--full-size", action="store_true", help="real SDXL configs on a GPU")
+    mode.add_argument("--sweep", action="store_true",
+                      help="tiny-model cost by resolution and steps (engine only)")
+    parser.add_argument("--runs", type=int, default=5, help="measured runs per path")
+    parser.add_argument("--size", type=int, default=1024, help="width = height in pixels")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="base schedule length (default 20; --full-size: 50, the guide's)")
+    parser.add_argument("--out", type=Path, default=Path("bench_results"),
+                        help="folder for the JSON results")
+    parser.add_argument("--dtypes", default="fp32,fp16,bf16", help="--full-size dtypes")
+    parser.add_argument("--device", default="cuda", help="--full-size device")
+    parser.add_argument("--force", action="store_true",
+                        help="--full-size on a CPU (minutes per step at 1024²)")
+    parser.add_argument("--models", choices=["sdxl", "tiny"], default="sdxl",
+                        help="--full-size architecture: real SDXL configs or the tiny ones")
+
+
+def run(args: argparse.Namespace) -> int:
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.steps is None:
+        args.steps = 50 if args.full_size else 20
+    if args.overhead:
+        report = anyio.run(overhead, args.runs, args.size, args.steps)
+        name = "overhead"
+    elif args.startup:
+        report = anyio.run(startup, args.runs)
+        name = "startup"
+    elif args.sweep:
+        report = sweep()
+        name = "sweep"
+    else:
+        full = full_size(args)
+        if full is None:
+            return 2
+        report, name = full, "full_size"
+    report["command"] = "sdxl-mcp bench " + " ".join(sys.argv[2:] if len(sys.argv) > 2 else [])
+    report["machine"] = machine_facts()
+    report["date"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = args.out / f"{name}-{stamp}.json"
+    path.write_text(json.dumps(report, indent=2))
+    print_table(report)
+    sys.stdout.write(f"\nresults: {path}\n")
+    return 0
+
+
+def machine_facts() -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+    }
+
+
+def print_table(report: dict[str, Any]) -> None:
+    rows: list[dict[str, Any]] = report.get("table", [])
+    if not rows:
+        return
+    keys = list(rows[0])
+    widths = {k: max(len(k), *(len(_fmt(r.get(k))) for r in rows)) for k in keys}
+    line = " | ".join(k.ljust(widths[k]) for k in keys)
+    sys.stdout.write(line + "\n" + "-+-".join("-" * widths[k] for k in keys) + "\n")
+    for row in rows:
+        sys.stdout.write(" | ".join(_fmt(row.get(k)).ljust(widths[k]) for k in keys) + "\n")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def _server_env(output_dir: Path, log_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SDXL_MCP_")}
+    if "SDXL_MCP_TINY_CACHE" in os.environ:
+        env["SDXL_MCP_TINY_CACHE"] = os.environ["SDXL_MCP_TINY_CACHE"]
+    env.update(
+        SDXL_MCP_BASE_MODEL="tiny-random",
+        SDXL_MCP_REFINER_MODEL="tiny-random",
+        SDXL_MCP_OUTPUT_DIR=str(output_dir),
+        SDXL_MCP_LOG_DIR=str(log_dir),
+        **extra,
+    )
+    return env
+
+
+def _server_params(env: dict[str, str]) -> Any:
+    from mcp import StdioServerParameters
+
+    return StdioServerParameters(
+        command=sys.executable, args=["-m", "sdxl_mcp.cli", "serve"], env=env
+    )
+
+
+# --------------------------------------------------------------- overhead
+async def overhead(runs: int, size: int, steps: int) -> dict[str, Any]:
+    """Interleaved raw vs server runs, warm; median per-image difference."""
+    from mcp import Client
+
+    from sdxl_mcp.engine.benchwork import RawPipelines
+
+    tmp = Path(tempfile.mkdtemp(prefix="sdxl-bench-"))
+    raw = await anyio.to_thread.run_sync(RawPipelines)
+    env = _server_env(tmp / "server", tmp / "logs", SDXL_MCP_MAX_WAIT_S="3600")
+    arguments = {"prompt": PROMPT, "width": size, "height": size, "num_inference_steps": steps,
+                 "refiner_mode": "ensemble", "high_noise_frac": 0.8, "use_refinement": True}
+    raw_times: list[float] = []
+    server_times: list[float] = []
+    server_timings: list[dict[str, float]] = []
+    async with Client(_server_params(env), read_timeout_seconds=3600) as client:
+
+        async def server_run(seed: int) -> float:
+            started = time.perf_counter()
+            result = await client.call_tool("generate_image", {**arguments, "seed": seed})
+            elapsed = time.perf_counter() - started
+            if result.is_error:
+                raise RuntimeError(f"server run failed: {result.content}")
+            server_timings.append(result.structured_content["timings"])  # type: ignore[index]
+            return elapsed
+
+        def raw_run(seed: int) -> float:
+            return raw.run(PROMPT, size, steps, 0.8, seed, tmp / f"raw-{seed}.png")
+
+        # Warm both paths (model load, first-call allocations) before measuring.
+        await anyio.to_thread.run_sync(raw_run, 0)
+        await server_run(0)
+        server_timings.clear()
+        with tqdm(total=2 * runs, desc="overhead", file=sys.stderr, unit="run") as bar:
+            for i in range(1, runs + 1):
+                # Interleaved so slow drift on a shared machine hits both paths alike.
+                raw_times.append(await anyio.to_thread.run_sync(raw_run, i))
+                bar.update()
+                server_times.append(await server_run(i))
+                bar.update()
+    raw_median = statistics.median(raw_times)
+    server_median = statistics.median(server_times)
+    added_ms = (server_median - raw_median) * 1000
+    phases = {k: round(statistics.median(t[k] for t in server_timings), 4)
+              for k in ("queue_wait", "model_load", "base", "refiner", "decode", "save")}
+    return {
+        "benchmark": "overhead",
+        "size": size,
+        "steps": steps,
+        "runs": runs,
+        "raw_s": raw_times,
+        "server_s": server_times,
+        "raw_median_s": round(raw_median, 4),
+        "server_median_s": round(server_median, 4),
+        "added_ms_per_image": round(added_ms, 1),
+        "ratio": round(server_median / raw_median, 4),
+        "server_phase_medians_s": phases,
+        "target_ms": 50,
+        "table": [
+            {"path": "raw diffusers", "median_s": round(raw_median, 3),
+             "min_s": round(min(raw_times), 3), "max_s": round(max(raw_times), 3)},
+            {"path": "stdio MCP server", "median_s": round(server_median, 3),
+             "min_s": round(min(server_times), 3), "max_s": round(max(server_times), 3)},
+            {"path": "added per image", "median_s": round(added_ms / 1000, 4),
+             "min_s": None, "max_s": None},
+        ],
+    }
+
+
+# ---------------------------------------------------------------- startup
+async def startup(runs: int) -> dict[str, Any]:
+    """Spawn `sdxl-mcp serve`: seconds to the initialize answer and to models ready."""
+    from mcp import Client
+
+    tmp = Path(tempfile.mkdtemp(prefix="sdxl-bench-"))
+    init_times: list[float] = []
+    ready_times: list[float] = []
+    torch_loaded_at_init: list[bool] = []
+    env = _server_env(tmp / "out", tmp / "logs", SDXL_MCP_PRELOAD="true")
+    with tqdm(total=runs, desc="startup", file=sys.stderr, unit="run") as bar:
+        for _ in range(runs):
+            started = time.perf_counter()
+            async with Client(_server_params(env), read_timeout_seconds=600) as client:
+                init_times.append(time.perf_counter() - started)
+                first = await client.call_tool("gpu_status", {})
+                state = (first.structured_content or {}).get("engine", {}).get("state")
+                torch_loaded_at_init.append(state == "ready")
+                while True:
+                    status = await client.call_tool("gpu_status", {})
+                    state = (status.structured_content or {}).get("engine", {}).get("state")
+                    if state in ("ready", "failed"):
+                        break
+                    await anyio.sleep(0.02)
+                ready_times.append(time.perf_counter() - started)
+            bar.update()
+    return {
+        "benchmark": "startup",
+        "runs": runs,
+        "initialize_s": [round(t, 4) for t in init_times],
+        "ready_s": [round(t, 4) for t in ready_times],
+        "initialize_median_s": round(statistics.median(init_times), 4),
+        "ready_median_s": round(statistics.median(ready_times), 4),
+        "target_initialize_s": 1.0,
+        "table": [
+            {"milestone": "initialize answered", "median_s": statistics.median(init_times),
+             "min_s": min(init_times), "max_s": max(init_times)},
+            {"milestone": "models ready (PRELOAD)", "median_s": statistics.median(ready_times),
+             "min_s": min(ready_times), "max_s": max(ready_times)},
+        ],
+    }
+
+
+# ------------------------------------------------------------------ sweep
+def sweep() -> dict[str, Any]:
+    """Engine-only seconds per image on the tiny models by resolution and steps."""
+    from sdxl_mcp.backend import CancelToken
+    from sdxl_mcp.engine.sdxl import SDXLEngine
+    from sdxl_mcp.schemas import GenerationRequest
+    from sdxl_mcp.settings import Settings
+
+    engine = SDXLEngine(Settings(_env_file=None, base_model="tiny-random",  # type: ignore[call-arg]
+                                 refiner_model="tiny-random", preload=False))
+    engine.load()
+    engine.generate(GenerationRequest(prompt=PROMPT, width=256, height=256,
+                                      num_inference_steps=20), seed=0)
+    rows = []
+    grid = [(s, n) for s in (256, 512, 1024) for n in (20, 50)]
+    for size, steps in tqdm(grid, desc="sweep", file=sys.stderr):
+        request = GenerationRequest(prompt=PROMPT, width=size, height=size,
+                                    num_inference_steps=steps)
+        started = time.perf_counter()
+        out = engine.generate(request, seed=1, cancel=CancelToken())
+        rows.append({"size": f"{size}x{size}", "steps": f"{out.steps_base}+{out.steps_refiner}",
+                     "total_s": round(time.perf_counter() - started, 3),
+                     "base_s": out.timings["base"], "refiner_s": out.timings["refiner"],
+                     "decode_s": out.timings["decode"]})
+    return {"benchmark": "sweep", "models": "tiny-random", "table": rows}
+
+
+# -------------------------------------------------------------- full size
+def full_size(args: argparse.Namespace) -> dict[str, Any] | None:
+    from sdxl_mcp.engine.benchwork import cuda_available, full_size_run
+
+    device = args.device
+    if device.startswith("cuda") and not cuda_available():
+        if not args.force:
+            sys.stderr.write(
+                "sdxl-mcp: error: --full-size needs a CUDA GPU (full-size SDXL on a CPU takes "
+                "minutes per step); pass --force --device cpu to run it anyway\n"
+            )
+            return None
+        device = "cpu"
+    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+
+    def say(message: str) -> None:
+        sys.stderr.write(f"[full-size] {message}\n")
+
+    rows = full_size_run(device=device, dtypes=dtypes, size=args.size, steps=args.steps,
+                         kind=args.models, progress=say)
+    return {"benchmark": "full_size", "models": args.models, "table": rows}

@@ -1,0 +1,234 @@
+"""The torch side of ``sdxl-mcp bench``: raw diffusers runs and full-size timings.
+
+Raw runs are the baseline the server path is compared with: the same tiny
+models, the same call pattern (base latents -> refiner -> PIL image -> PNG),
+no service, storage or MCP in between.
+
+Full-size runs build the real SDXL architecture from the configs shipped in
+``configs/`` with random weights: no download, the real FLOPs and memory.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import (
+    AutoencoderKL,
+    StableDiffusionXLImg2ImgPipeline,
+    StableDiffusionXLPipeline,
+    UNet2DConditionModel,
+)
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+from sdxl_mcp.engine import tiny
+from sdxl_mcp.engine.footprint import CONFIG_DIR
+from sdxl_mcp.engine.quiet import quiet_libraries
+from sdxl_mcp.engine.sdxl import TORCH_DTYPES, sequential_refiner_schedule
+
+quiet_libraries()
+
+#: FLOPs per step at 1024² with classifier-free guidance (batch 2), and of one
+#: VAE decode at 1024² (SEED-NOTES, counted for the real SDXL configs).
+TFLOP_PER_BASE_STEP = 13.5
+TFLOP_PER_REFINER_STEP = 14.6
+TFLOP_PER_DECODE = 10.5
+
+#: Dense peak matrix throughput (TFLOP/s) by card and dtype, from vendor sheets;
+#: fp32 is plain fp32 (torch does not use TF32 for matmuls by default).
+PEAK_TFLOPS: dict[str, dict[str, float]] = {
+    "H100": {"fp32": 67.0, "fp16": 989.0, "bf16": 989.0},
+    "H200": {"fp32": 67.0, "fp16": 989.0, "bf16": 989.0},
+    "A100": {"fp32": 19.5, "fp16": 312.0, "bf16": 312.0},
+    "L4": {"fp32": 30.3, "fp16": 121.0, "bf16": 121.0},
+    "RTX 4090": {"fp32": 82.6, "fp16": 165.2, "bf16": 165.2},
+    "RTX 5090": {"fp32": 104.8, "fp16": 209.5, "bf16": 209.5},
+}
+
+
+# --------------------------------------------------------------------- raw
+class RawPipelines:
+    """Plain diffusers on the tiny models: the overhead benchmark's baseline."""
+
+    def __init__(self) -> None:
+        base_dir, refiner_dir = tiny.ensure_tiny_models()
+        self.base = StableDiffusionXLPipeline.from_pretrained(base_dir)
+        self.refiner = StableDiffusionXLImg2ImgPipeline.from_pretrained(
+            refiner_dir, text_encoder_2=self.base.text_encoder_2, vae=self.base.vae
+        )
+        self.base.set_progress_bar_config(disable=True)
+        self.refiner.set_progress_bar_config(disable=True)
+
+    def run(self, prompt: str, size: int, steps: int, high_noise_frac: float, seed: int,
+            out_path: Path) -> float:
+        """One ensemble generation saved as PNG (PIL defaults); returns seconds."""
+        started = time.perf_counter()
+        generator = torch.Generator("cpu").manual_seed(seed)
+        latents = self.base(
+            prompt=prompt, width=size, height=size, num_inference_steps=steps,
+            denoising_end=high_noise_frac, output_type="latent", generator=generator,
+        ).images
+        image = self.refiner(
+            prompt=prompt, num_inference_steps=steps, denoising_start=high_noise_frac,
+            image=latents, generator=generator,
+        ).images[0]
+        image.save(out_path)
+        return time.perf_counter() - started
+
+
+# --------------------------------------------------------------- full size
+def _config(name: str, kind: str) -> dict[str, Any]:
+    return dict(json.loads((CONFIG_DIR / f"{kind}_{name}.json").read_text()))
+
+
+def _build_pipelines(kind: str, dtype: torch.dtype, device: str) -> tuple[Any, Any]:
+    """Base and refiner with random weights; kind is "sdxl" (real) or "tiny"."""
+    if kind == "tiny":
+        base_dir, refiner_dir = tiny.ensure_tiny_models()
+        base = StableDiffusionXLPipeline.from_pretrained(base_dir, dtype=dtype)
+        refiner = StableDiffusionXLImg2ImgPipeline.from_pretrained(
+            refiner_dir, text_encoder_2=base.text_encoder_2, vae=base.vae, dtype=dtype
+        )
+    else:
+        tokenizer = tiny._tokenizer("<|endoftext|>")  # token ids only; the cost is the UNet
+        tokenizer_2 = tiny._tokenizer("!")
+        with torch.device(device):
+            te1 = CLIPTextModel(CLIPTextConfig(**_config("text_encoder", kind)))
+            te2 = CLIPTextModelWithProjection(CLIPTextConfig(**_config("text_encoder_2", kind)))
+            vae = AutoencoderKL.from_config(_config("vae", kind))
+            unet = UNet2DConditionModel.from_config(_config("base_unet", kind))
+            refiner_unet = UNet2DConditionModel.from_config(_config("refiner_unet", kind))
+        base = StableDiffusionXLPipeline(
+            vae=vae, text_encoder=te1, text_encoder_2=te2, tokenizer=tokenizer,
+            tokenizer_2=tokenizer_2, unet=unet, scheduler=tiny._scheduler(),
+        )
+        refiner = StableDiffusionXLImg2ImgPipeline(
+            vae=vae, text_encoder=None, tokenizer=None, text_encoder_2=te2,
+            tokenizer_2=tokenizer_2, unet=refiner_unet, scheduler=tiny._scheduler(),
+            requires_aesthetics_score=True,
+        )
+    base.to(device, dtype)
+    refiner.to(device, dtype)
+    # The VAE decodes in fp32 (force_upcast), as the engine does by default.
+    base.set_progress_bar_config(disable=True)
+    refiner.set_progress_bar_config(disable=True)
+    return base, refiner
+
+
+@dataclass
+class _Timer:
+    device: str
+
+    def sync(self) -> None:
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    def time(self, fn: Callable[[], Any]) -> tuple[float, Any]:
+        self.sync()
+        started = time.perf_counter()
+        out = fn()
+        self.sync()
+        return time.perf_counter() - started, out
+
+
+def full_size_run(
+    *, device: str, dtypes: list[str], size: int = 1024, steps: int = 50,
+    refiner_steps: int = 30, refiner_strength: float = 0.3, high_noise_frac: float = 0.8,
+    kind: str = "sdxl", progress: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Per dtype: base/refiner it/s, decode time, end-to-end for both modes, peak memory."""
+    rows = []
+    for dtype_name in dtypes:
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+        rows.append(_time_dtype(
+            device=device, dtype_name=dtype_name, size=size, steps=steps,
+            refiner_steps=refiner_steps, refiner_strength=refiner_strength,
+            high_noise_frac=high_noise_frac, kind=kind,
+            say=progress or (lambda message: None),
+        ))
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+    return rows
+
+
+def _time_dtype(
+    *, device: str, dtype_name: str, size: int, steps: int, refiner_steps: int,
+    refiner_strength: float, high_noise_frac: float, kind: str, say: Callable[[str], None],
+) -> dict[str, Any]:
+    timer = _Timer(device)
+    name = torch.cuda.get_device_name(device) if device.startswith("cuda") else "CPU"
+    dtype = TORCH_DTYPES[dtype_name]
+    say(f"{dtype_name}: building models")
+    base, refiner = _build_pipelines(kind, dtype, device)
+    common = {"prompt": "futuristic AI agent at a holographic desk", "output_type": "latent",
+              "generator": torch.Generator("cpu").manual_seed(0)}
+
+    def run_base(n: int, end: float | None = None) -> Any:
+        return base(width=size, height=size, num_inference_steps=n, denoising_end=end,
+                    **common).images
+
+    def decode(latents: Any) -> Any:
+        # The VAE decodes in fp32 when fp16 would overflow (force_upcast), as in the engine.
+        vae = base.vae
+        upcast = vae.dtype == torch.float16 and vae.config.force_upcast
+        if upcast:
+            vae.to(torch.float32)
+        with torch.no_grad():
+            out = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
+        if upcast:
+            vae.to(dtype)
+        return out
+
+    def ensemble() -> Any:
+        latents = run_base(steps, high_noise_frac)
+        latents = refiner(image=latents, num_inference_steps=steps,
+                          denoising_start=high_noise_frac, **common).images
+        return decode(latents)
+
+    say(f"{dtype_name}: warm-up")
+    warm = run_base(2)
+    decode(warm)
+    refiner(image=warm, num_inference_steps=4, strength=0.5, **common)
+
+    say(f"{dtype_name}: base {steps} steps")
+    base_s, latents = timer.time(lambda: run_base(steps))
+    say(f"{dtype_name}: refiner {refiner_steps} steps")
+    schedule = sequential_refiner_schedule(refiner_steps, refiner_strength)
+    refiner_s, refined = timer.time(lambda: refiner(
+        image=latents, num_inference_steps=schedule, strength=refiner_strength,
+        **common).images)
+    decode_s, _ = timer.time(lambda: decode(refined))
+    say(f"{dtype_name}: ensemble {steps} steps")
+    ensemble_s, _ = timer.time(ensemble)
+
+    base_its = steps / base_s
+    peak = PEAK_TFLOPS.get(next((k for k in PEAK_TFLOPS if k in name), ""), {}).get(dtype_name)
+    achieved = TFLOP_PER_BASE_STEP * base_its if size == 1024 and kind == "sdxl" else None
+    return {
+        "device": name,
+        "dtype": dtype_name,
+        "size": size,
+        "models": kind,
+        "base_it_s": round(base_its, 3),
+        "refiner_it_s": round(refiner_steps / refiner_s, 3),
+        "vae_decode_s": round(decode_s, 4),
+        "sequential_s": round(base_s + refiner_s + decode_s, 3),
+        "sequential_steps": f"{steps} + {refiner_steps}",
+        "ensemble_s": round(ensemble_s, 3),
+        "ensemble_steps": f"{steps} split at {high_noise_frac}",
+        "peak_memory_gb": round(torch.cuda.max_memory_allocated(device) / 1024**3, 2)
+        if device.startswith("cuda") else None,
+        "base_tflops": round(achieved, 1) if achieved else None,
+        "pct_of_peak": round(100 * achieved / peak, 1) if achieved and peak else None,
+    }
+
+
+def cuda_available() -> bool:
+    return bool(torch.cuda.is_available())

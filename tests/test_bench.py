@@ -1,0 +1,60 @@
+"""`sdxl-mcp bench` runs end to end on tiny settings (figures are not asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from sdxl_mcp import bench
+
+
+def test_overhead_reports_both_paths_and_the_difference(tiny_models: tuple) -> None:
+    report = anyio.run(bench.overhead, 1, 256, 20)
+    assert len(report["raw_s"]) == len(report["server_s"]) == 1
+    assert report["added_ms_per_image"] == pytest.approx(
+        (report["server_median_s"] - report["raw_median_s"]) * 1000, abs=0.2)
+    assert set(report["server_phase_medians_s"]) >= {"base", "refiner", "decode", "save"}
+
+
+def test_startup_reports_initialize_and_ready(tiny_models: tuple) -> None:
+    report = anyio.run(bench.startup, 1)
+    assert 0 < report["initialize_median_s"] <= report["ready_median_s"]
+
+
+def test_full_size_code_path_runs_on_the_tiny_configs(tiny_models: tuple) -> None:
+    from sdxl_mcp.engine.benchwork import full_size_run
+
+    rows = full_size_run(device="cpu", dtypes=["fp32"], size=256, steps=4, refiner_steps=2,
+                         kind="tiny")
+    row = rows[0]
+    assert row["dtype"] == "fp32" and row["base_it_s"] > 0 and row["refiner_it_s"] > 0
+    assert row["ensemble_s"] > 0 and row["vae_decode_s"] > 0
+
+
+def test_full_size_refuses_a_cpu_without_force(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "sdxl_mcp.cli", "bench", "--full-size", "--out", str(tmp_path)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "needs a CUDA GPU" in proc.stderr
+    assert list(tmp_path.glob("*.json")) == []
+
+
+def test_bench_writes_json_with_the_command(tmp_path: Path, tiny_models: tuple) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "sdxl_mcp.cli", "bench", "--startup", "--runs", "1",
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (result,) = tmp_path.glob("startup-*.json")
+    data = json.loads(result.read_text())
+    assert data["command"].startswith("sdxl-mcp bench --startup")
+    assert data["machine"]["cpus"] and data["date"]
+    assert "initialize answered" in proc.stdout
