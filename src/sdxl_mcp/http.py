@@ -249,8 +249,8 @@ def serve_http(settings: Settings, host: str | None = None, port: int | None = N
     if host is not None or port is not None:
         settings = settings.model_copy(
             update={
-                "http_host": host or settings.http_host,
-                "http_port": port or settings.http_port,
+                "http_host": host if host is not None else settings.http_host,
+                "http_port": port if port is not None else settings.http_port,
             }
         )
     app = build_http_app(settings)
