@@ -11,7 +11,7 @@ DEMO_OUTPUT ?= $(CURDIR)/output
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "Installing sdxl-mcp and its dependencies into $(VENV) (first time: ~2 min)..."
-	@$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[engine,dev]'
+	@$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[engine,dev,ray]'
 	@touch $(STAMP)
 
 venv: $(STAMP)

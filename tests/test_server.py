@@ -264,7 +264,8 @@ async def test_gpu_status_works_without_a_gpu(tiny_server: Any) -> None:
     assert status["cuda_available"] is False
     assert status["engine"]["state"] == "ready"
     assert status["precision"]["dtype"] == "fp32" and status["precision"]["reason"]
-    assert status["queue"] == {"running": 0, "waiting": 0, "max_queue": 8, "running_job": None}
+    assert status["queue"] == {"running": 0, "waiting": 0, "max_queue": 8, "running_jobs": [],
+                               "capacity": 1}
     assert status["last_generation_time"] > 0
 
 

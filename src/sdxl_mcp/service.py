@@ -91,9 +91,11 @@ class ImageService:
         self._backend = backend
         self._store = store
         self._jobs: OrderedDict[str, Job] = OrderedDict()
-        self._slot = anyio.Semaphore(1)
+        # One slot per engine replica: 1 locally, REPLICAS on the Ray backend.
+        self.capacity = settings.replicas if settings.backend == "ray" else 1
+        self._slot = anyio.Semaphore(self.capacity)
         self._waiting = 0
-        self._running: Job | None = None
+        self._running: dict[str, Job] = {}
         self._tg: TaskGroup | None = None
         self._last_generation_s: float | None = None
         self._avg_generation_s: float | None = None
@@ -109,9 +111,15 @@ class ImageService:
         """The backend, created on first use (in a worker thread: it imports torch)."""
         with self._backend_lock:
             if self._backend is None:
-                from sdxl_mcp.engine.sdxl import SDXLEngine
+                if self.settings.backend == "ray":
+                    # Only this import path needs ray (an optional extra).
+                    from sdxl_mcp.cluster.ray_backend import RayBackend
 
-                self._backend = SDXLEngine(self.settings)
+                    self._backend = RayBackend(self.settings)
+                else:
+                    from sdxl_mcp.engine.sdxl import SDXLEngine
+
+                    self._backend = SDXLEngine(self.settings)
             return self._backend
 
     @property
@@ -155,6 +163,7 @@ class ImageService:
             self._pexels_http, self._pexels = None, None
         if self._store is not None:
             self._store.close()
+            self._store = None  # a later `async with` reopens it
 
     async def _preload(self) -> None:
         self._preloading = True
@@ -218,8 +227,8 @@ class ImageService:
                        retry_after_s=10.0)
         if self._backend is not None and self._backend.state == "failed":
             raise ModelUnavailable(self._backend_error())
-        active = self._waiting + (1 if self._running else 0)
-        if active >= 1 + self.settings.max_queue:
+        active = self._waiting + len(self._running)
+        if active >= self.capacity + self.settings.max_queue:
             raise Busy(
                 f"The server is busy ({active} generations running or queued, "
                 f"MAX_QUEUE={self.settings.max_queue}); retry in about "
@@ -314,13 +323,13 @@ class ImageService:
             async with self._slot:
                 self._waiting -= 1
                 waiting = False
-                self._running = job
+                self._running[job.id] = job
                 job.started = time.perf_counter()
                 try:
                     job.result = await self._execute(job, job.started - queued_at)
                     job.state = "succeeded"
                 finally:
-                    self._running = None
+                    self._running.pop(job.id, None)
         except SdxlMcpError as exc:
             job.state = "cancelled" if isinstance(exc, Cancelled) else "failed"
             job.result = self._error_result(job, exc)
@@ -489,7 +498,7 @@ class ImageService:
     # --------------------------------------------------------------- status
     def _retry_after(self) -> float:
         per_job = self._avg_generation_s or 30.0
-        return max(1.0, per_job * (self._waiting + 1))
+        return max(1.0, per_job * (self._waiting + 1) / self.capacity)
 
     def _backend_error(self) -> str:
         error = self.engine_status().get("error") or "model loading failed"
@@ -497,10 +506,11 @@ class ImageService:
 
     def queue_status(self) -> dict[str, Any]:
         return {
-            "running": 1 if self._running else 0,
+            "running": len(self._running),
             "waiting": self._waiting,
             "max_queue": self.settings.max_queue,
-            "running_job": self._running.id if self._running else None,
+            "running_jobs": list(self._running),
+            "capacity": self.capacity,
         }
 
     def engine_status(self) -> dict[str, Any]:

@@ -72,7 +72,14 @@ class Settings(BaseSettings):
     )
     backend: Literal["local", "ray"] = "local"
     ray_address: str = ""
-    replicas: int = Field(1, ge=1, le=64)
+    replicas: int = Field(1, ge=1, le=64, description="Ray backend: engine replicas")
+    ray_num_gpus: float | None = Field(
+        None, ge=0, description="Ray: GPUs per replica (default: 1 when the cluster has GPUs)"
+    )
+    ray_num_cpus: float = Field(1.0, ge=0, description="Ray: CPUs reserved per replica")
+    ray_torch_threads: int = Field(
+        0, ge=0, description="Ray: torch CPU threads per replica (0 = torch's default)"
+    )
     warmup: bool = Field(
         True, description="run a short generation after loading so the first request is warm"
     )

@@ -139,3 +139,10 @@ def cuda_available() -> bool:
     import torch
 
     return bool(torch.cuda.is_available())
+
+
+def limit_cpu_threads(threads: int) -> None:
+    """Cap torch's CPU threads (CPU replicas sharing one machine)."""
+    import torch
+
+    torch.set_num_threads(threads)

@@ -1,0 +1,1 @@
+"""Scale-out backends. Only this package imports ray (the optional ``ray`` extra)."""

@@ -1,0 +1,316 @@
+"""Scale-out backend: N resident engines as a Ray Serve deployment.
+
+The front (MCP/REST server, ImageService) keeps admission, jobs, storage and
+metadata; each replica holds one ``SDXLEngine`` and streams back progress
+events, then the image pixels, seed, timings and refiner outcome. Ray Serve
+does the rest: one replica per GPU, routing, restarts, cluster deployment.
+
+This is the only module that imports ray (an optional extra:
+``pip install 'sdxl-mcp[ray]'``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+import time
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import ray
+from PIL import Image
+from ray import serve
+from ray.serve.exceptions import RequestCancelledError
+
+from sdxl_mcp.backend import CancelToken, EngineOutput, EngineStateName, ProgressCallback
+from sdxl_mcp.backend import ProgressEvent as Event
+from sdxl_mcp.errors import (
+    Cancelled,
+    GenerationFailed,
+    ModelUnavailable,
+    SdxlMcpError,
+)
+from sdxl_mcp.schemas import GenerationRequest
+from sdxl_mcp.settings import Settings
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "sdxl-mcp"
+_ERRORS: dict[str, type[SdxlMcpError]] = {}
+
+
+def _error_from(payload: dict[str, Any]) -> SdxlMcpError:
+    """Rebuild the replica's error on the front (same class, message, retry facts)."""
+    if not _ERRORS:
+        stack: list[type[SdxlMcpError]] = [SdxlMcpError]
+        while stack:
+            cls = stack.pop()
+            _ERRORS.setdefault(cls.code, cls)
+            stack.extend(cls.__subclasses__())
+    cls = _ERRORS.get(payload.get("code", ""), SdxlMcpError)
+    exc = cls.__new__(cls)
+    SdxlMcpError.__init__(exc, payload["message"], retry_after_s=payload.get("retry_after_s"))
+    return exc
+
+
+class EngineReplica:
+    """One Ray Serve replica: a resident engine, one generation at a time."""
+
+    def __init__(self, settings_json: str, torch_threads: int) -> None:
+        from sdxl_mcp.engine.gpu import limit_cpu_threads
+        from sdxl_mcp.engine.sdxl import SDXLEngine
+
+        if torch_threads > 0:
+            limit_cpu_threads(torch_threads)
+        self.settings = Settings.model_validate_json(settings_json)
+        self.engine = SDXLEngine(self.settings)
+        self.engine.load()  # the replica reports healthy only once its models are in
+        context = ray.get_runtime_context()
+        self.name = context.get_actor_name() or f"replica-{os.getpid()}"
+        self.current_job: str | None = None
+
+    async def generate(self, request_json: str, seed: int, job_id: str) -> Any:
+        """Stream progress events, then the result (or an error payload)."""
+        request = GenerationRequest.model_validate_json(request_json)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        token = CancelToken()
+
+        def on_progress(event: Event) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, ("progress", event))
+
+        def run() -> EngineOutput:
+            try:
+                return self.engine.generate(request, seed, on_progress, token)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, ("done", None))
+
+        self.current_job = job_id
+        future = loop.run_in_executor(None, run)
+        try:
+            while True:
+                kind, event = await queue.get()
+                if kind == "done":
+                    break
+                yield {"type": "progress", "replica": self.name, **asdict(event)}
+            try:
+                output = await future
+            except SdxlMcpError as exc:
+                yield {"type": "error", "code": exc.code, "message": exc.message,
+                       "retry_after_s": exc.retry_after_s}
+                return
+            yield {
+                "type": "result",
+                "replica": self.name,
+                "pixels": np.asarray(output.image),
+                "seed": output.seed,
+                "steps_base": output.steps_base,
+                "steps_refiner": output.steps_refiner,
+                "refined": output.refined,
+                "refiner_error": output.refiner_error,
+                "precision": output.precision,
+                "device": output.device,
+                "base_model": output.base_model,
+                "refiner_model": output.refiner_model,
+                "timings": output.timings,
+                "notes": output.notes,
+            }
+        except asyncio.CancelledError:
+            # The caller cancelled (tool, client or timeout): stop the denoising
+            # loop and wait for the thread, so this replica is free when we return.
+            token.cancel("cancelled by the client")
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(future)
+            raise
+        finally:
+            self.current_job = None
+
+    def status(self) -> dict[str, Any]:
+        return {**self.engine.status(), "replica": self.name, "current_job": self.current_job}
+
+
+class RayBackend:
+    """The ``Backend`` the service uses when ``SDXL_MCP_BACKEND=ray``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.capacity = settings.replicas
+        self._lock = threading.Lock()
+        self._state: EngineStateName = "not_loaded"
+        self._error: str | None = None
+        self._handle: Any = None
+        self._started_ray = False
+        self._load_time: float | None = None
+        self._replicas: dict[str, dict[str, Any]] = {}
+
+    @property
+    def state(self) -> EngineStateName:
+        return self._state
+
+    def load(self) -> None:
+        with self._lock:
+            if self._state == "ready":
+                return
+            self._state, self._error = "loading", None
+            started = time.perf_counter()
+            try:
+                self._deploy()
+            except Exception as exc:
+                self._state = "failed"
+                self._error = f"Ray Serve deployment failed: {str(exc).splitlines()[0][:300]}"
+                log.exception("Ray Serve deployment failed")
+                raise ModelUnavailable(
+                    f"{self._error}. Check SDXL_MCP_RAY_ADDRESS and the replicas' logs "
+                    "(ray status / the Ray dashboard)."
+                ) from None
+            self._load_time = round(time.perf_counter() - started, 3)
+            self._state = "ready"
+
+    def _deploy(self) -> None:
+        s = self.settings
+        if not ray.is_initialized():
+            address = s.ray_address or None
+            log.info("Connecting to Ray at %s", address or "a new local instance")
+            ray.init(address=address, include_dashboard=False, configure_logging=False,
+                     log_to_driver=False, ignore_reinit_error=True)
+            self._started_ray = address is None
+        gpus = s.ray_num_gpus
+        if gpus is None:  # auto: one GPU per replica when the cluster has GPUs
+            gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+        options: dict[str, Any] = {"num_cpus": s.ray_num_cpus}
+        if gpus:
+            options["num_gpus"] = gpus
+        replica_settings = s.model_copy(update={"backend": "local", "preload": True})
+        deployment = serve.deployment(
+            name="EngineReplica",
+            num_replicas=s.replicas,
+            max_ongoing_requests=1,  # one generation per engine; the front queues
+            ray_actor_options=options,
+            health_check_period_s=10,
+        )(EngineReplica)
+        log.info("Deploying %d engine replica(s) with %s", s.replicas, options)
+        self._handle = serve.run(
+            deployment.bind(replica_settings.model_dump_json(), s.ray_torch_threads),
+            name=APP_NAME, route_prefix=None,
+        )
+        log.info("Ray Serve engine replicas ready")
+
+    def generate(
+        self,
+        request: GenerationRequest,
+        seed: int,
+        on_progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> EngineOutput:
+        cancel = cancel or CancelToken()
+        started = time.perf_counter()
+        self.load()
+        model_load = round(time.perf_counter() - started, 4)
+        job_id = f"job-{seed}-{time.monotonic_ns()}"
+        stream = self._handle.options(stream=True).generate.remote(
+            request.model_dump_json(), seed, job_id
+        )
+        stop = threading.Event()
+
+        def forward_cancel() -> None:
+            while not stop.wait(0.02):
+                if cancel.cancelled:
+                    stream.cancel()
+                    return
+
+        watcher = threading.Thread(target=forward_cancel, daemon=True)
+        watcher.start()
+        try:
+            for item in stream:
+                kind = item["type"]
+                if kind == "progress":
+                    replica = item.pop("replica")
+                    self._replicas.setdefault(replica, {})["current_job"] = job_id
+                    item.pop("type")
+                    if on_progress is not None:
+                        on_progress(Event(**item))
+                elif kind == "error":
+                    raise _error_from(item)
+                else:
+                    return self._output(item, model_load)
+        except RequestCancelledError:
+            raise Cancelled(f"Generation {cancel.reason} on its replica.") from None
+        except ray.exceptions.RayError as exc:
+            if cancel.cancelled:
+                raise Cancelled(f"Generation {cancel.reason} on its replica.") from None
+            log.warning("Replica failed mid-generation: %s", str(exc).splitlines()[0])
+            raise GenerationFailed(
+                "The engine replica running this generation died; Ray Serve is replacing it. "
+                "Send the request again."
+            ) from None
+        finally:
+            stop.set()
+        raise GenerationFailed("The replica ended the stream without a result; try again.")
+
+    def _output(self, item: dict[str, Any], model_load: float) -> EngineOutput:
+        replica = item["replica"]
+        self._replicas[replica] = {"current_job": None, "device": item["device"],
+                                   "precision": item["precision"]}
+        timings = dict(item["timings"])
+        timings["model_load"] = round(timings.get("model_load", 0.0) + model_load, 4)
+        return EngineOutput(
+            image=Image.fromarray(item["pixels"]),
+            seed=item["seed"],
+            steps_base=item["steps_base"],
+            steps_refiner=item["steps_refiner"],
+            refined=item["refined"],
+            refiner_error=item["refiner_error"],
+            precision=item["precision"],
+            device=item["device"],
+            base_model=item["base_model"],
+            refiner_model=item["refiner_model"],
+            timings=timings,
+            notes=[*item["notes"], f"ran on replica {replica.rsplit('#', 1)[-1]}"],
+        )
+
+    def status(self) -> dict[str, Any]:
+        replicas: list[dict[str, Any]] = []
+        counts: dict[Any, Any]
+        if self._state == "ready":
+            try:
+                app = serve.status().applications.get(APP_NAME)
+                deployment = app.deployments.get("EngineReplica") if app else None
+                counts = dict(deployment.replica_states) if deployment else {}
+            except Exception as exc:  # the controller may be restarting
+                counts = {"unknown": str(exc)[:100]}
+            replicas = [{"replica": name, **info} for name, info in self._replicas.items()]
+        else:
+            counts = {}
+        first = next(iter(self._replicas.values()), {})
+        return {
+            "state": self._state,
+            "error": self._error,
+            "backend": "ray",
+            "ray_address": self.settings.ray_address or "local",
+            "replicas_wanted": self.settings.replicas,
+            "replica_states": {str(k): v for k, v in counts.items()},
+            "replicas": replicas,
+            "device": first.get("device"),
+            "dtype": first.get("precision"),
+            "load_time_s": self._load_time,
+            "base_model": self.settings.base_model,
+            "refiner_model": self.settings.refiner_model or None,
+        }
+
+    def shutdown(self) -> None:
+        """Tear down what this backend started (tests, bench)."""
+        try:
+            serve.delete(APP_NAME)
+        except Exception:
+            log.debug("serve.delete failed", exc_info=True)
+        if self._started_ray:
+            serve.shutdown()
+            ray.shutdown()
+        self._state = "not_loaded"
+
+
+__all__ = ["EngineReplica", "RayBackend"]
