@@ -227,8 +227,13 @@ def _handler_for(fake: FakePexels) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             pass
 
+        def handle(self) -> None:
+            # A client that hangs up (a timeout, a pooled connection closed) is normal.
+            with contextlib.suppress(ConnectionError):
+                super().handle()
+
         def do_GET(self) -> None:
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            with contextlib.suppress(ConnectionError):
                 self._answer()
 
         def _send(self, status: int, body: bytes, content_type: str,

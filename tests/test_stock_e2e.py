@@ -156,11 +156,13 @@ def _key_never_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
 # ===================================================== 1. stdio end to end
 @pytest.fixture(scope="module")
 def stdio_session(
-    fake_server: FakePexels,
-    tiny_models: tuple[Path, Path],
-    tmp_path_factory: pytest.TempPathFactory,
+    fake_server: FakePexels, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
-    """One ``sdxl-mcp serve`` subprocess driven through the whole stock-first story."""
+    """One ``sdxl-mcp serve`` subprocess driven through the whole stock-first story.
+
+    No ``tiny_models`` fixture: that would import torch here only to check a cache
+    the subprocess checks (and fills if empty) anyway.
+    """
     fake = fake_server
     fake.reset()
     root = tmp_path_factory.mktemp("stock-stdio")
@@ -187,7 +189,7 @@ def stdio_session(
                 out["fallback"] = await client.call_tool(
                     "generate_image",
                     {"prompt": "a purple lighthouse on the moon", "use_pexels": True,
-                     "seed": 5, **SMALL})
+                     "use_generation": True, "seed": 5, **SMALL})
                 out["nothing"] = await client.call_tool(
                     "generate_image",
                     {"prompt": "a purple lighthouse under the sea", "use_pexels": True,
@@ -216,7 +218,8 @@ def test_stdio_search_returns_photos_with_photographer_and_attribution(
     assert first["photographer"] == FIRST.photographer
     assert first["photographer_url"] == FIRST.photographer_url
     assert first["url"] == FIRST.page_url
-    assert first["alt"] and first["avg_color"] == FIRST.avg_color
+    assert (first["width"], first["height"]) == (FIRST.width, FIRST.height)
+    assert first["alt"] == FIRST.alt and first["avg_color"] == FIRST.avg_color
     assert {"original", "large2x", "medium"} <= set(first["src"])
     assert result["downloaded"]["attribution"] == ATTRIBUTION
     assert re.fullmatch(r"Photo by .+ \(https://\S+\) on Pexels \(https://\S+\)", ATTRIBUTION)

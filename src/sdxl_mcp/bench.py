@@ -33,6 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mode.add_argument("--overhead", action="store_true", help="server path vs raw diffusers")
     mode.add_argument("--startup", action="store_true", help="time to initialize and ready")
     mode.add_argument("--full-size", action="store_true", help="real SDXL configs on a GPU")
+    mode.add_argument("--scaling", action="store_true",
+                      help="Ray backend: throughput with 1 and 2 CPU replicas")
+    mode.add_argument("--hotpath", action="store_true",
+                      help="cost of each post-generation step (PNG, preview, sidecar, catalog)")
     mode.add_argument("--sweep", action="store_true",
                       help="tiny-model cost by resolution and steps (engine only)")
     parser.add_argument("--runs", type=int, default=5, help="measured runs per path")
@@ -41,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="base schedule length (default 20; --full-size: 50, the guide's)")
     parser.add_argument("--out", type=Path, default=Path("bench_results"),
                         help="folder for the JSON results")
+    parser.add_argument("--concurrency", type=int, default=4, help="--scaling: parallel calls")
     parser.add_argument("--dtypes", default="fp32,fp16,bf16", help="--full-size dtypes")
     parser.add_argument("--device", default="cuda", help="--full-size device")
     parser.add_argument("--force", action="store_true",
@@ -59,6 +64,12 @@ def run(args: argparse.Namespace) -> int:
     elif args.startup:
         report = anyio.run(startup, args.runs)
         name = "startup"
+    elif args.scaling:
+        report = anyio.run(scaling, args.runs, args.size, args.steps, args.concurrency)
+        name = "scaling"
+    elif args.hotpath:
+        report = hotpath(args.size, args.runs)
+        name = "hotpath"
     elif args.sweep:
         report = sweep()
         name = "sweep"
@@ -237,6 +248,120 @@ async def startup(runs: int) -> dict[str, Any]:
              "min_s": min(ready_times), "max_s": max(ready_times)},
         ],
     }
+
+
+# ---------------------------------------------------------------- scaling
+async def scaling(runs: int, size: int, steps: int, concurrency: int) -> dict[str, Any]:
+    """Images per second through ImageService on Ray Serve, 1 vs 2 CPU replicas.
+
+    One torch thread per replica, so two replicas on two cores can show the gain.
+    """
+    from sdxl_mcp.settings import Settings
+
+    tmp = Path(tempfile.mkdtemp(prefix="sdxl-bench-"))
+    rows = []
+    total = max(concurrency, runs * concurrency // 2 * 2)
+    for replicas in (1, 2):
+        settings = Settings(  # type: ignore[call-arg]
+            _env_file=None, backend="ray", replicas=replicas, ray_torch_threads=1,
+            ray_num_cpus=1, base_model="tiny-random", refiner_model="tiny-random",
+            preload=False, output_dir=tmp / f"r{replicas}", log_dir=tmp / "logs",
+            max_queue=total, max_wait_s=3600,
+        )
+        elapsed = await _throughput(settings, total, concurrency, size, steps)
+        rows.append({"replicas": replicas, "images": total, "concurrency": concurrency,
+                     "seconds": round(elapsed, 3),
+                     "images_per_s": round(total / elapsed, 4)})
+    ratio = rows[1]["images_per_s"] / rows[0]["images_per_s"]
+    return {"benchmark": "scaling", "size": size, "steps": steps,
+            "throughput_ratio_2_vs_1": round(ratio, 3), "table": rows}
+
+
+async def _throughput(
+    settings: Any, total: int, concurrency: int, size: int, steps: int
+) -> float:
+    """Seconds for ``total`` generations at ``concurrency`` through the service."""
+    from sdxl_mcp.cluster.ray_backend import RayBackend
+    from sdxl_mcp.schemas import GenerationRequest
+    from sdxl_mcp.service import ImageService
+
+    def request(i: int) -> GenerationRequest:
+        return GenerationRequest(prompt=PROMPT, width=size, height=size,
+                                 num_inference_steps=steps, seed=i)
+
+    backend = RayBackend(settings)
+    await anyio.to_thread.run_sync(backend.load)
+    try:
+        async with ImageService(settings, backend=backend) as service:
+            # Warm every replica before timing.
+            async with anyio.create_task_group() as tg:
+                for i in range(settings.replicas):
+                    tg.start_soon(service.generate, request(i), None, 3600.0)
+            limiter = anyio.Semaphore(concurrency)
+            with tqdm(total=total, desc=f"{settings.replicas} replica(s)",
+                      file=sys.stderr) as bar:
+
+                async def one(i: int) -> None:
+                    async with limiter:
+                        await service.generate(request(100 + i), None, 3600.0)
+                        bar.update()
+
+                started = time.perf_counter()
+                async with anyio.create_task_group() as tg:
+                    for i in range(total):
+                        tg.start_soon(one, i)
+                return time.perf_counter() - started
+    finally:
+        await anyio.to_thread.run_sync(backend.shutdown)
+
+
+# ---------------------------------------------------------------- hot path
+def hotpath(size: int, runs: int) -> dict[str, Any]:
+    """Median ms of each step the server adds after the engine returns an image.
+
+    The image is noise (like the tiny model's output): the worst case for PNG.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from sdxl_mcp.preview import preview_jpeg, preview_jpeg_image
+    from sdxl_mcp.schemas import GenerationResult, ImageInfo
+    from sdxl_mcp.storage import CatalogRecord, ImageStore
+
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+    tmp = Path(tempfile.mkdtemp(prefix="sdxl-bench-"))
+    store = ImageStore(tmp)
+    timings: dict[str, list[float]] = {}
+
+    def timed(name: str, fn: Any) -> Any:
+        started = time.perf_counter()
+        out = fn()
+        timings.setdefault(name, []).append((time.perf_counter() - started) * 1000)
+        return out
+
+    def once(i: int) -> None:
+        for level in (0, 1, 6):
+            saved = timed(f"png save, compress_level={level}",
+                          lambda level=level: store.save_image(  # type: ignore[misc]
+                              image, seed=i, infotext="x", compress_level=level))
+        timed("preview JPEG ≤512 px, from the file", lambda: preview_jpeg(saved.path))
+        timed("preview JPEG ≤512 px, from memory", lambda: preview_jpeg_image(image))
+        result = timed("result model + JSON", lambda: GenerationResult(
+            success=True, status="succeeded", message="ok", path=str(saved.path),
+            image=ImageInfo(url=str(saved.path), source="sdxl", width=size, height=size),
+        ).model_dump_json())
+        timed("sidecar JSON write (atomic)",
+              lambda: store.write_sidecar(saved.path, json.loads(result)))
+        timed("catalog insert (SQLite WAL)", lambda: store.catalog.add(
+            CatalogRecord.from_saved(saved, prompt="x", seed=i, result_json=result)))
+
+    for i in range(max(3, runs)):
+        once(i)
+    store.close()
+    rows = [{"step": name, "median_ms": round(statistics.median(v), 2),
+             "min_ms": round(min(v), 2)} for name, v in timings.items()]
+    return {"benchmark": "hotpath", "size": size, "runs": max(3, runs), "table": rows}
 
 
 # ------------------------------------------------------------------ sweep

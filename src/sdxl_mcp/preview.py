@@ -19,13 +19,20 @@ def preview_jpeg(path: str | Path, max_side: int = PREVIEW_MAX_SIDE, quality: in
     """Encode a downscaled JPEG of the image at ``path``."""
     with Image.open(path) as source:
         source.draft("RGB", (max_side, max_side))  # JPEG sources decode at reduced size
-        image = source.convert("RGB")
-        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=2.0)
-        while True:
-            buffer = io.BytesIO()
-            image.save(buffer, format="JPEG", quality=quality, optimize=False)
-            data = buffer.getvalue()
-            # Noise-like images compress badly; step quality down rather than exceed the cap.
-            if len(data) < PREVIEW_MAX_BYTES // 2 or quality <= 30:
-                return data
-            quality -= 15
+        return preview_jpeg_image(source, max_side, quality)
+
+
+def preview_jpeg_image(
+    source: Image.Image, max_side: int = PREVIEW_MAX_SIDE, quality: int = 85
+) -> bytes:
+    """Encode a downscaled JPEG of an in-memory image (no PNG decode needed)."""
+    image = source.convert("RGB")  # a copy: the caller's image is not touched
+    image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    while True:
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=quality, optimize=False)
+        data = buffer.getvalue()
+        # Noise-like images compress badly; step quality down rather than exceed the cap.
+        if len(data) < PREVIEW_MAX_BYTES // 2 or quality <= 30:
+            return data
+        quality -= 15

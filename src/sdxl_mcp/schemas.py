@@ -8,6 +8,7 @@ that names the field and the bound.
 from __future__ import annotations
 
 import math
+import unicodedata
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -33,14 +34,30 @@ QUALITY_PRESETS: dict[str, dict[str, Any]] = {
 
 SEED_MAX = 2**32 - 1
 
-Prompt = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
-NegativePrompt = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
+#: Published in the JSON Schema only (the validator below gives the clearer error).
+_NO_NUL = Field(json_schema_extra={"pattern": r"^[^\x00]*$"})
+Prompt = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), _NO_NUL
+]
+NegativePrompt = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500), _NO_NUL]
 
 
 def _no_control_chars(value: str | None, field: str) -> str | None:
     if value is not None and "\x00" in value:
         raise ValueError(f"{field} must not contain NUL characters")
     return value
+
+
+def _invisible(value: str) -> bool:
+    """Only whitespace and format characters (zero-width space, joiners, direction marks)."""
+    return all(ch.isspace() or unicodedata.category(ch) == "Cf" for ch in value)
+
+
+_BOOL_FIELDS = ("use_pexels", "use_generation", "use_refinement", "high_quality")
+_NUMBER_FIELDS = (
+    "num_inference_steps", "guidance_scale", "width", "height", "seed",
+    "high_noise_frac", "refiner_steps", "refiner_strength",
+)
 
 
 class GenerationRequest(BaseModel):
@@ -69,8 +86,14 @@ class GenerationRequest(BaseModel):
     )
     num_inference_steps: int = Field(50, ge=20, le=100, description="Base schedule length.")
     guidance_scale: float = Field(8.0, ge=1.0, le=20.0, description="Prompt adherence (CFG).")
-    width: int = Field(1024, ge=256, le=2048, description="Width in pixels, multiple of 8.")
-    height: int = Field(1024, ge=256, le=2048, description="Height in pixels, multiple of 8.")
+    width: int = Field(
+        1024, ge=256, le=2048, json_schema_extra={"multipleOf": 8},
+        description="Width in pixels, multiple of 8.",
+    )
+    height: int = Field(
+        1024, ge=256, le=2048, json_schema_extra={"multipleOf": 8},
+        description="Height in pixels, multiple of 8.",
+    )
     seed: int | None = Field(
         None, ge=0, le=SEED_MAX, description="Random seed; null picks one (it is returned)."
     )
@@ -89,10 +112,36 @@ class GenerationRequest(BaseModel):
         0.3, ge=0.05, le=1.0, description="Sequential mode: img2img strength of the refiner."
     )
 
+    @field_validator(*_BOOL_FIELDS, mode="before")
+    @classmethod
+    def _json_boolean(cls, value: Any, info: Any) -> Any:
+        # JSON Schema "boolean": true or false, not "true", "off" or 1.
+        if value is not None and not isinstance(value, bool):
+            raise ValueError(
+                f"{info.field_name} must be true or false (got {type(value).__name__} "
+                f"{_short(value)})"
+            )
+        return value
+
+    @field_validator(*_NUMBER_FIELDS, mode="before")
+    @classmethod
+    def _json_number(cls, value: Any, info: Any) -> Any:
+        # JSON Schema "number"/"integer": never a boolean or a string of digits.
+        if isinstance(value, bool | str | bytes):
+            raise ValueError(
+                f"{info.field_name} must be a number (got {type(value).__name__} "
+                f"{_short(value)})"
+            )
+        return value
+
     @field_validator("prompt", "negative_prompt")
     @classmethod
     def _reject_nul(cls, value: str | None, info: Any) -> str | None:
         value = _no_control_chars(value, info.field_name)
+        if value is not None and value and _invisible(value):
+            if info.field_name == "prompt":
+                raise ValueError("prompt must not be empty (it has only invisible characters)")
+            value = ""
         if info.field_name == "negative_prompt" and value == "":
             return None  # a blank negative prompt means none
         return value
@@ -207,7 +256,7 @@ def describe_validation_error(exc: ValidationError) -> str:
     """One sentence per problem, each naming the field and the bound."""
     parts: list[str] = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err.get("loc", ())) or "request"
+        loc = ".".join(_loc_part(p) for p in err.get("loc", ())) or "request"
         kind = err.get("type", "")
         ctx = err.get("ctx") or {}
         got = err.get("input")
@@ -241,6 +290,13 @@ def describe_validation_error(exc: ValidationError) -> str:
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _loc_part(part: Any) -> str:
+    """A field name as is; anything else a client sent as a key, quoted and cut short."""
+    if isinstance(part, int) or (isinstance(part, str) and part.isidentifier() and len(part) <= 40):
+        return str(part)
+    return _short(part)
 
 
 # ------------------------------------------------------------------ stock photos

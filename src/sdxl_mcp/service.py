@@ -76,6 +76,8 @@ class Job:
     listeners: list[ProgressListener] = field(default_factory=list)
     finished: float | None = None
     started: float | None = None
+    #: The wait for the generation slot; cancelling it takes a queued job out at once.
+    queue_wait: anyio.CancelScope | None = None
 
 
 class ImageService:
@@ -147,7 +149,7 @@ class ImageService:
         self._closing = True
         unfinished = [j for j in self._jobs.values() if j.state in ("queued", "running")]
         for job in unfinished:
-            job.cancel.cancel("cancelled by shutdown")
+            self._cancel(job, "cancelled by shutdown")
         # Shielded: shutdown often arrives as a cancellation (signal, closed stdin),
         # and the engine thread must be allowed to reach its next step and stop.
         with anyio.CancelScope(shield=True), anyio.move_on_after(SHUTDOWN_GRACE_S):
@@ -156,7 +158,9 @@ class ImageService:
         # Exiting the task group waits for any engine thread still finishing its
         # step (threads cannot be killed); model loading is the one long wait.
         self._tg.cancel_scope.cancel()
-        await self._tg.__aexit__(*exc_info)
+        # The body's own exception is not handed to the task group, so callers see
+        # it as raised (an SdxlMcpError), not wrapped in an ExceptionGroup.
+        await self._tg.__aexit__(None, None, None)
         self._tg = None
         if self._pexels_http is not None:
             await self._pexels_http.aclose()
@@ -210,7 +214,7 @@ class ImageService:
         except anyio.get_cancelled_exc_class():
             # The caller went away (client cancel or disconnect): nobody will
             # collect this image, so stop it and free the slot.
-            job.cancel.cancel("cancelled by the client")
+            self._cancel(job, "cancelled by the client")
             raise
         finally:
             if on_progress is not None and on_progress in job.listeners:
@@ -239,6 +243,7 @@ class ImageService:
         job = Job(id=uuid.uuid4().hex, request=request, seed=seed)
         if on_progress is not None:
             job.listeners.append(on_progress)
+        job.queue_wait = anyio.CancelScope()
         self._remember(job)
         self._waiting += 1
         self._tg.start_soon(self._run_job, job)
@@ -257,7 +262,7 @@ class ImageService:
         if job is None:
             return await self._past_job(job_id)
         if job.state in ("queued", "running"):
-            job.cancel.cancel("cancelled by the caller")
+            self._cancel(job, "cancelled by the caller")
             with anyio.move_on_after(self.settings.max_wait_s):
                 await job.done.wait()
         return self.job_result(job)
@@ -319,8 +324,14 @@ class ImageService:
         queued_at = time.perf_counter()
         waiting = True
         try:
-            await self._persist(job)
-            async with self._slot:
+            queue_wait = job.queue_wait or anyio.CancelScope()
+            with queue_wait:  # cancelled by _cancel: a queued job leaves the queue at once
+                await self._persist(job)
+                await self._slot.acquire()
+            job.queue_wait = None
+            if queue_wait.cancelled_caught:
+                raise Cancelled(f"Generation {job.cancel.reason} while it was queued.")
+            try:
                 self._waiting -= 1
                 waiting = False
                 self._running[job.id] = job
@@ -330,6 +341,8 @@ class ImageService:
                     job.state = "succeeded"
                 finally:
                     self._running.pop(job.id, None)
+            finally:
+                self._slot.release()
         except SdxlMcpError as exc:
             job.state = "cancelled" if isinstance(exc, Cancelled) else "failed"
             job.result = self._error_result(job, exc)
@@ -350,6 +363,12 @@ class ImageService:
             with anyio.CancelScope(shield=True):
                 await self._persist(job)
             job.done.set()
+
+    def _cancel(self, job: Job, reason: str) -> None:
+        """Stop a job: a running one within a denoising step, a queued one at once."""
+        job.cancel.cancel(reason)
+        if job.queue_wait is not None:
+            job.queue_wait.cancel()
 
     async def _execute(self, job: Job, queue_wait: float) -> GenerationResult:
         if job.cancel.cancelled:
@@ -466,18 +485,24 @@ class ImageService:
         payload = result.model_dump(mode="json")
         payload["request"] = request.model_dump(mode="json")
         payload["models"] = {"base": output.base_model, "refiner": output.refiner_model}
-        self.store.write_sidecar(saved.path, payload)
-        self.store.catalog.add(
-            CatalogRecord.from_saved(
-                saved,
-                prompt=request.prompt,
-                negative_prompt=request.negative_prompt,
-                parameters=payload["request"],
-                seed=output.seed,
-                source="sdxl",
-                result_json=result.model_dump_json(),
+        try:
+            self.store.write_sidecar(saved.path, payload)
+            self.store.catalog.add(
+                CatalogRecord.from_saved(
+                    saved,
+                    prompt=request.prompt,
+                    negative_prompt=request.negative_prompt,
+                    parameters=payload["request"],
+                    seed=output.seed,
+                    source="sdxl",
+                    result_json=result.model_dump_json(),
+                )
             )
-        )
+        except BaseException:
+            # The caller is told it failed: leave no image the catalog does not
+            # know (it could never be served or found again) and no sidecar.
+            self.store.discard(saved.path)
+            raise
         return result
 
     def _error_result(self, job: Job, exc: SdxlMcpError) -> GenerationResult:

@@ -757,6 +757,16 @@ class ImageStore:
             ) from exc
         return sidecar
 
+    def discard(self, image_path: Path) -> None:
+        """Remove a published image and its sidecar whose recording failed."""
+        for path in (Path(image_path), Path(image_path).with_suffix(".json")):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                logger.warning("Could not remove %s after a failed save: %s", path, exc)
+
     # -- reading -----------------------------------------------------------
 
     def resolve_name(self, name: str) -> Path | None:
