@@ -26,7 +26,7 @@ from mcp.types import (
     TextContent,
     ToolAnnotations,
 )
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from sdxl_mcp import __version__
 from sdxl_mcp.backend import ProgressEvent
@@ -85,6 +85,20 @@ class ArgumentErrorMiddleware:
                 except TypeError as exc:
                     return _error_result(f"Invalid request: {exc}.")
         return await call_next(ctx)
+
+
+class _NoArguments(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _job_arguments(max_wait_s: float, *, wait: bool) -> type[BaseModel]:
+    """The argument model of get_generation / cancel_generation, for clear errors."""
+    fields: dict[str, Any] = {"job_id": (str, Field(min_length=1, max_length=64))}
+    if wait:
+        fields["wait_seconds"] = (float, Field(0, ge=0, le=max_wait_s))
+    return create_model(
+        "JobArguments", __config__=ConfigDict(extra="forbid", allow_inf_nan=False), **fields
+    )
 
 
 def _error_result(message: str, structured: dict[str, Any] | None = None) -> CallToolResult:
@@ -157,6 +171,7 @@ def build_server(settings: Settings, service: ImageService | None = None) -> MCP
     connects (stdio) or the HTTP app starts, and shutdown cancels running work.
     """
     svc = service if service is not None else ImageService(settings)
+    svc.make_previews = True  # every generate_image result carries an inline preview
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[dict[str, Any]]:
@@ -174,6 +189,9 @@ def build_server(settings: Settings, service: ImageService | None = None) -> MCP
                 {
                     "generate_image": GenerationRequest,
                     "search_stock_image": StockSearchRequest,
+                    "get_generation": _job_arguments(settings.max_wait_s, wait=True),
+                    "cancel_generation": _job_arguments(settings.max_wait_s, wait=False),
+                    "gpu_status": _NoArguments,
                 }
             )
         ],
@@ -223,7 +241,7 @@ def build_server(settings: Settings, service: ImageService | None = None) -> MCP
                 send.close()
         if isinstance(outcome, SdxlMcpError):
             return _failure(outcome)
-        return await _result_content(ctx, outcome)
+        return await _result_content(ctx, svc, outcome)
 
     server.add_tool(
         _with_signature(
@@ -273,7 +291,7 @@ def build_server(settings: Settings, service: ImageService | None = None) -> MCP
             result = await svc.wait_job(job_id, wait_seconds)
         except SdxlMcpError as exc:
             return _failure(exc)
-        return await _result_content(ctx, result)
+        return await _result_content(ctx, svc, result)
 
     server.add_tool(
         get_generation,
@@ -300,7 +318,7 @@ def build_server(settings: Settings, service: ImageService | None = None) -> MCP
             result = await svc.cancel_job(job_id)
         except SdxlMcpError as exc:
             return _failure(exc)
-        return await _result_content(ctx, result)
+        return await _result_content(ctx, svc, result)
 
     server.add_tool(
         cancel_generation,
@@ -403,7 +421,9 @@ async def _log(ctx: Context, level: Literal["info", "warning"], message: str) ->
         log.debug("could not send a log message to the client", exc_info=True)
 
 
-async def _result_content(ctx: Context, result: GenerationResult) -> CallToolResult:
+async def _result_content(
+    ctx: Context, svc: ImageService, result: GenerationResult
+) -> CallToolResult:
     """Structured Result + one-line summary (+ preview and resource link when done)."""
     structured = result.model_dump(mode="json")
     if result.status != "succeeded":
@@ -428,7 +448,7 @@ async def _result_content(ctx: Context, result: GenerationResult) -> CallToolRes
     if result.refiner_error:
         await _log(ctx, "warning", f"Refinement failed: {result.refiner_error}")
     content: list[Any] = [TextContent(type="text", text=summary)]
-    preview = await ctx_preview(result)
+    preview = await _preview(svc, result)
     if preview is not None:
         data, mime = preview
         content.append(
@@ -448,13 +468,11 @@ async def _result_content(ctx: Context, result: GenerationResult) -> CallToolRes
     return CallToolResult(content=content, structured_content=structured)
 
 
-async def ctx_preview(result: GenerationResult) -> tuple[bytes, str] | None:
-    from sdxl_mcp.preview import preview_jpeg
-
+async def _preview(svc: ImageService, result: GenerationResult) -> tuple[bytes, str] | None:
     if not result.path:
         return None
     try:
-        return await anyio.to_thread.run_sync(preview_jpeg, result.path), "image/jpeg"
+        return await svc.preview(result.path), "image/jpeg"
     except Exception:
         log.exception("Could not make a preview of %s", result.path)
         return None

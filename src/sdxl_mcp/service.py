@@ -35,6 +35,7 @@ from sdxl_mcp.errors import (
     SdxlMcpError,
     StockNotConfigured,
 )
+from sdxl_mcp.preview import preview_jpeg, preview_jpeg_image
 from sdxl_mcp.schemas import (
     GenerationRequest,
     GenerationResult,
@@ -59,6 +60,7 @@ JOB_RETENTION_S = 3600.0
 MAX_JOBS = 1000
 #: How long shutdown waits for running work to stop (it stops within one step).
 SHUTDOWN_GRACE_S = 30.0
+PREVIEW_CACHE_SIZE = 32
 PEXELS_KEY_MISSING = "PEXELS_API_KEY is not set: get a free key at pexels.com/api"
 
 
@@ -105,6 +107,9 @@ class ImageService:
         self._backend_lock = threading.Lock()
         self._pexels: PexelsClient | None = None
         self._closing = False
+        #: Transports that show previews (MCP) set this; REST callers do not pay for them.
+        self.make_previews = False
+        self._previews: OrderedDict[str, bytes] = OrderedDict()
         self._pexels_http: httpx.AsyncClient | None = None
 
     # ------------------------------------------------------------ lifecycle
@@ -439,6 +444,11 @@ class ImageService:
             infotext=infotext,
             compress_level=self.settings.png_compress_level,
         )
+        if self.make_previews:
+            # From the in-memory image: half the cost of decoding the PNG again.
+            self._previews[str(saved.path)] = preview_jpeg_image(output.image)
+            while len(self._previews) > PREVIEW_CACHE_SIZE:
+                self._previews.popitem(last=False)
         save_s = time.perf_counter() - t0
         t = output.timings
         timings = Timings(
@@ -504,6 +514,13 @@ class ImageService:
             self.store.discard(saved.path)
             raise
         return result
+
+    async def preview(self, path: str) -> bytes:
+        """The inline JPEG preview of an image this service saved (cached if fresh)."""
+        cached = self._previews.get(path)
+        if cached is not None:
+            return cached
+        return await anyio.to_thread.run_sync(preview_jpeg, path)
 
     def _error_result(self, job: Job, exc: SdxlMcpError) -> GenerationResult:
         status: Literal["failed", "cancelled"] = (
