@@ -53,7 +53,8 @@ async def test_tools_are_listed_with_schemas_and_annotations(tiny_server: Any) -
     props = generate.input_schema["properties"]
     assert generate.input_schema["required"] == ["prompt"]
     assert props["prompt"]["maxLength"] == 500
-    assert props["width"]["minimum"] == 256 and props["width"]["maximum"] == 2048
+    width = props["width"]["anyOf"][0]  # null means "the default"
+    assert (width["minimum"], width["maximum"], width["multipleOf"]) == (256, 2048, 8)
     steps = props["num_inference_steps"]["anyOf"][0]
     assert (steps["minimum"], steps["maximum"]) == (20, 100)
     assert all(p.get("description") for p in props.values())

@@ -54,8 +54,10 @@ PNG; set `seed` to reproduce an image. If a generation takes longer than the
 server's wait limit you get `status: "running"` and a `job_id`: call
 `get_generation` with it. `gpu_status` tells whether the models are loaded."""
 
-# Fields a quality preset sets: their tool defaults are null so a preset can fill them.
-_PRESET_FIELDS = frozenset({"use_refinement", "num_inference_steps", "guidance_scale"})
+# Tool defaults are null so a quality preset (or the model's default) can fill them.
+_OPTIONAL_FIELDS = frozenset(
+    name for name, info in GenerationRequest.model_fields.items() if not info.is_required()
+)
 
 
 class ArgumentErrorMiddleware:
@@ -140,13 +142,14 @@ def _request_signature(
 
 
 def _nullable_copy(info: Any) -> Any:
-    copy = Field(
+    return Field(
         default=None,
-        description=f"{info.description} Default {info.default!r} (or the quality preset's).",
+        description=f"{info.description} Default {info.default!r}"
+        + (" (or the quality preset's)." if info.default is not None else "."),
         ge=_metadata(info, "ge"),
         le=_metadata(info, "le"),
+        json_schema_extra=info.json_schema_extra,
     )
-    return copy
 
 
 def _metadata(info: Any, name: str) -> Any:
@@ -246,7 +249,9 @@ def build_server(settings: Settings, service: ImageService | None = None) -> MCP
     server.add_tool(
         _with_signature(
             generate_image,
-            _request_signature(GenerationRequest, preset_fields=_PRESET_FIELDS),
+            # Every optional field takes null as "the default" (as over REST), and a
+            # quality preset fills the fields it sets.
+            _request_signature(GenerationRequest, preset_fields=_OPTIONAL_FIELDS),
             Annotated[CallToolResult, GenerationResult],
         ),
         name="generate_image",

@@ -124,12 +124,6 @@ _NON_PRESET_DEFAULTED = ["width", "height", "use_pexels", "use_generation", "hig
                          "refiner_mode", "high_noise_frac", "refiner_steps", "refiner_strength"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server.py: _request_signature makes only the preset fields nullable, so for the "
-    "other defaulted fields the SDK's own argument check refuses null with pydantic's "
-    "multi-line text, while the Request model (and REST) read null as 'use the default'",
-)
 async def test_mcp_null_for_a_defaulted_field_means_the_default_as_over_rest(
     gated: tuple[Any, GatedBackend],
 ) -> None:
