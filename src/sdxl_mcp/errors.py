@@ -144,12 +144,18 @@ class StockUnavailable(StockError):
     retryable = True
 
 
-def status_for_code(code: str | None) -> int:
-    """The HTTP status of the error class with this ``code`` (500 if unknown)."""
+def error_class(code: str | None) -> type[SdxlMcpError]:
+    """The error class with this ``code`` (the base class if unknown)."""
     stack: list[type[SdxlMcpError]] = [SdxlMcpError]
     while stack:
         cls = stack.pop()
         if cls.code == code:
-            return cls.http_status
+            return cls
         stack.extend(cls.__subclasses__())
-    return 500
+    return SdxlMcpError
+
+
+def status_for_code(code: str | None) -> int:
+    """The HTTP status of the error class with this ``code`` (500 if unknown)."""
+    cls = error_class(code)
+    return cls.http_status if cls.code == code else 500

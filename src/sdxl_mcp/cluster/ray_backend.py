@@ -33,6 +33,7 @@ from sdxl_mcp.errors import (
     GenerationFailed,
     ModelUnavailable,
     SdxlMcpError,
+    error_class,
 )
 from sdxl_mcp.schemas import GenerationRequest
 from sdxl_mcp.settings import Settings
@@ -40,18 +41,11 @@ from sdxl_mcp.settings import Settings
 log = logging.getLogger(__name__)
 
 APP_NAME = "sdxl-mcp"
-_ERRORS: dict[str, type[SdxlMcpError]] = {}
 
 
 def _error_from(payload: dict[str, Any]) -> SdxlMcpError:
     """Rebuild the replica's error on the front (same class, message, retry facts)."""
-    if not _ERRORS:
-        stack: list[type[SdxlMcpError]] = [SdxlMcpError]
-        while stack:
-            cls = stack.pop()
-            _ERRORS.setdefault(cls.code, cls)
-            stack.extend(cls.__subclasses__())
-    cls = _ERRORS.get(payload.get("code", ""), SdxlMcpError)
+    cls = error_class(payload.get("code"))
     exc = cls.__new__(cls)
     SdxlMcpError.__init__(exc, payload["message"], retry_after_s=payload.get("retry_after_s"))
     return exc
