@@ -2,8 +2,8 @@
 
 A thin layer: argument schemas come from the shared pydantic models, work is
 done by the service, and every error the caller can act on becomes an
-``isError`` result with one clear sentence. Importing this module does not
-import torch.
+``isError`` result with one clear sentence. Importing this module leaves
+torch unloaded (the engine imports it lazily).
 """
 
 
