@@ -120,14 +120,14 @@ def _failure(exc: SdxlMcpError) -> CallToolResult:
 
 
 def _request_signature(
-    model: type[BaseModel], *, preset_fields: frozenset[str]
+    model: type[BaseModel], *, nullable_fields: frozenset[str]
 ) -> list[inspect.Parameter]:
     """One keyword-only parameter per model field, so tool arguments are flat."""
     params = []
     for name, info in model.model_fields.items():
         annotation: Any = Annotated[info.annotation, info]  # type: ignore[name-defined]
         default: Any = info.default
-        if name in preset_fields:
+        if name in nullable_fields:
             # Null lets a quality preset decide; the description names the default.
             annotation = Annotated[info.annotation | None, _nullable_copy(info)]  # type: ignore[operator,name-defined,misc]
             default = None
@@ -251,7 +251,7 @@ def build_server(settings: Settings, service: ImageService | None = None) -> MCP
             generate_image,
             # Every optional field takes null as "the default" (as over REST), and a
             # quality preset fills the fields it sets.
-            _request_signature(GenerationRequest, preset_fields=_OPTIONAL_FIELDS),
+            _request_signature(GenerationRequest, nullable_fields=_OPTIONAL_FIELDS),
             Annotated[CallToolResult, GenerationResult],
         ),
         name="generate_image",
@@ -359,7 +359,7 @@ def build_server(settings: Settings, service: ImageService | None = None) -> MCP
     server.add_tool(
         _with_signature(
             search_stock_image,
-            _request_signature(StockSearchRequest, preset_fields=frozenset()),
+            _request_signature(StockSearchRequest, nullable_fields=frozenset()),
             Annotated[CallToolResult, StockSearchResult],
         ),
         name="search_stock_image",
@@ -432,15 +432,11 @@ async def _result_content(
     """Structured Result + one-line summary (+ preview and resource link when done)."""
     structured = result.model_dump(mode="json")
     if result.status != "succeeded":
-        if result.status == "running":
-            return CallToolResult(
-                content=[TextContent(type="text", text=result.message)],
-                structured_content=structured,
-            )
+        # A job still running is a normal answer (a handle); failed/cancelled are errors.
         return CallToolResult(
             content=[TextContent(type="text", text=result.message)],
             structured_content=structured,
-            is_error=True,
+            is_error=result.status != "running",
         )
     t = result.timings
     summary = (
