@@ -19,11 +19,35 @@ def test_overhead_reports_both_paths_and_the_difference(tiny_models: tuple) -> N
     assert report["added_ms_per_image"] == pytest.approx(
         (report["server_median_s"] - report["raw_median_s"]) * 1000, abs=0.2)
     assert set(report["server_phase_medians_s"]) >= {"base", "refiner", "decode", "save"}
+    assert report["raw_outside_engine_median_ms"] > 0
+    assert report["server_outside_engine_median_ms"] > 0
+
+
+def test_overhead_report_splits_engine_time_from_what_each_path_adds() -> None:
+    raw_runs = [{"total": 10.2, "base": 8.0, "engine": 10.0, "save": 0.2},
+                {"total": 12.3, "base": 9.0, "engine": 12.0, "save": 0.3}]
+    server_times = [11.0, 10.5]
+    server_timings = [
+        {"queue_wait": 0.0, "model_load": 0.0, "base": 8.5, "refiner": 2.0, "decode": 0.25,
+         "save": 0.2},
+        {"queue_wait": 0.0, "model_load": 0.0, "base": 8.0, "refiner": 1.8, "decode": 0.3,
+         "save": 0.2},
+    ]
+    report = bench.overhead_report(1024, 20, raw_runs, server_times, server_timings)
+    # End to end: medians 10.75 vs 11.25 s.
+    assert report["added_ms_per_image"] == pytest.approx(-500.0)
+    # Outside the engine: raw 0.2 / 0.3 s (median 0.25), server 0.25 / 0.4 s (median 0.325).
+    assert report["raw_outside_engine_median_ms"] == pytest.approx(250.0)
+    assert report["server_outside_engine_median_ms"] == pytest.approx(325.0)
+    assert report["added_outside_engine_ms"] == pytest.approx(75.0)
+    assert report["engine_ratio"] == pytest.approx(10.425 / 11.0, abs=1e-4)
 
 
 def test_startup_reports_initialize_and_ready(tiny_models: tuple) -> None:
     report = anyio.run(bench.startup, 1)
-    assert 0 < report["initialize_median_s"] <= report["ready_median_s"]
+    assert 0 < report["initialize_median_s"] <= report["tools_listed_median_s"]
+    assert report["tools_listed_median_s"] <= report["ready_median_s"]
+    assert report["sdk_import_floor_median_s"] > 0
 
 
 def test_full_size_code_path_runs_on_the_tiny_configs(tiny_models: tuple) -> None:

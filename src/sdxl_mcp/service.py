@@ -16,11 +16,10 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import anyio
 import anyio.to_thread
-import httpx
 from anyio.abc import TaskGroup
 
 from sdxl_mcp.backend import Backend, CancelToken, EngineOutput, ProgressEvent
@@ -47,8 +46,12 @@ from sdxl_mcp.schemas import (
     Timings,
 )
 from sdxl_mcp.settings import Settings
-from sdxl_mcp.stock.pexels import PexelsClient, default_http_client
 from sdxl_mcp.storage import CatalogRecord, ImageStore, InfotextParams, format_infotext
+
+if TYPE_CHECKING:
+    import httpx
+
+    from sdxl_mcp.stock.pexels import PexelsClient
 
 log = logging.getLogger(__name__)
 
@@ -599,6 +602,8 @@ class ImageService:
         if self._pexels is None:
             if self.settings.pexels_api_key is None:
                 raise StockNotConfigured(PEXELS_KEY_MISSING)
+            from sdxl_mcp.stock.pexels import PexelsClient
+
             http = default_http_client()
             self._pexels = PexelsClient(
                 self.settings.pexels_api_key,
@@ -676,3 +681,14 @@ def _infotext_params(request: GenerationRequest, output: EngineOutput) -> Infote
         refiner_steps=None if not refined or ensemble else output.steps_refiner,
         refiner_strength=None if not refined or ensemble else request.refiner_strength,
     )
+
+
+def default_http_client() -> httpx.AsyncClient:
+    """The Pexels HTTP client, imported on first use.
+
+    httpx (with what its package imports) costs about 80 ms, paid only once a
+    stock search happens rather than by every server start-up.
+    """
+    from sdxl_mcp.stock.pexels import default_http_client as make
+
+    return make()

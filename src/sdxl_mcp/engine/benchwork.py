@@ -65,20 +65,33 @@ class RawPipelines:
         self.refiner.set_progress_bar_config(disable=True)
 
     def run(self, prompt: str, size: int, steps: int, high_noise_frac: float, seed: int,
-            out_path: Path) -> float:
-        """One ensemble generation saved as PNG (PIL defaults); returns seconds."""
+            out_path: Path) -> dict[str, float]:
+        """One ensemble generation saved as PNG (PIL defaults); seconds per phase.
+
+        ``engine`` is base + refiner + decode (the refiner pipeline decodes), the
+        span the server reports as its base, refiner and decode timings, so the
+        two paths can be compared outside the engine as well as end to end.
+        """
         started = time.perf_counter()
         generator = torch.Generator("cpu").manual_seed(seed)
         latents = self.base(
             prompt=prompt, width=size, height=size, num_inference_steps=steps,
             denoising_end=high_noise_frac, output_type="latent", generator=generator,
         ).images
+        base_done = time.perf_counter()
         image = self.refiner(
             prompt=prompt, num_inference_steps=steps, denoising_start=high_noise_frac,
             image=latents, generator=generator,
         ).images[0]
+        engine_done = time.perf_counter()
         image.save(out_path)
-        return time.perf_counter() - started
+        finished = time.perf_counter()
+        return {
+            "total": finished - started,
+            "base": base_done - started,
+            "engine": engine_done - started,
+            "save": finished - engine_done,
+        }
 
 
 # --------------------------------------------------------------- full size
