@@ -142,45 +142,90 @@ def _server_params(env: dict[str, str]) -> Any:
 
 # --------------------------------------------------------------- overhead
 async def overhead(runs: int, size: int, steps: int) -> dict[str, Any]:
-    """Interleaved raw vs server runs, warm; median per-image difference."""
+    """Interleaved raw vs server runs, warm; median per-image difference.
+
+    Both paths run in a child process of their own (the server, and the raw
+    worker of ``sdxl_mcp.engine.rawworker``), each on anyio worker threads, so
+    process state that moves engine speed is alike on both sides.
+    """
     from mcp import Client
 
-    from sdxl_mcp.engine.benchwork import RawPipelines
+    from sdxl_mcp.schemas import GenerationRequest
 
     tmp = Path(tempfile.mkdtemp(prefix="sdxl-bench-"))
-    raw = await anyio.to_thread.run_sync(RawPipelines)
     env = _server_env(tmp / "server", tmp / "logs", SDXL_MCP_MAX_WAIT_S="3600")
     arguments = {"prompt": PROMPT, "width": size, "height": size, "num_inference_steps": steps,
                  "refiner_mode": "ensemble", "high_noise_frac": 0.8, "use_refinement": True}
+    # The server's default guidance, so both paths do the same work.
+    guidance = GenerationRequest(prompt=PROMPT).guidance_scale
     raw_runs: list[dict[str, float]] = []
     server_times: list[float] = []
     server_timings: list[dict[str, float]] = []
-    async with Client(_server_params(env), read_timeout_seconds=3600) as client:
+    raw = await anyio.to_thread.run_sync(_RawWorker, env)
+    try:
+        async with Client(_server_params(env), read_timeout_seconds=3600) as client:
 
-        async def server_run(seed: int) -> float:
-            started = time.perf_counter()
-            result = await client.call_tool("generate_image", {**arguments, "seed": seed})
-            elapsed = time.perf_counter() - started
-            if result.is_error:
-                raise RuntimeError(f"server run failed: {result.content}")
-            server_timings.append(result.structured_content["timings"])  # type: ignore[index]
-            return elapsed
+            async def server_run(seed: int) -> float:
+                started = time.perf_counter()
+                result = await client.call_tool("generate_image", {**arguments, "seed": seed})
+                elapsed = time.perf_counter() - started
+                if result.is_error:
+                    raise RuntimeError(f"server run failed: {result.content}")
+                server_timings.append(result.structured_content["timings"])  # type: ignore[index]
+                return elapsed
 
-        def raw_run(seed: int) -> dict[str, float]:
-            return raw.run(PROMPT, size, steps, 0.8, seed, tmp / f"raw-{seed}.png")
+            def raw_run(seed: int) -> dict[str, float]:
+                return raw.run({"prompt": PROMPT, "size": size, "steps": steps,
+                                "high_noise_frac": 0.8, "seed": seed, "guidance_scale": guidance,
+                                "out_path": str(tmp / f"raw-{seed}.png")})
 
-        # Warm both paths (model load, first-call allocations) before measuring.
-        await anyio.to_thread.run_sync(raw_run, 0)
-        await server_run(0)
-        server_timings.clear()
-        with tqdm(total=2 * runs, desc="overhead", file=sys.stderr, unit="run") as bar:
-            for i in range(1, runs + 1):
-                # Interleaved so slow drift on a shared machine hits both paths alike.
-                raw_runs.append(await anyio.to_thread.run_sync(raw_run, i))
-                bar.update()
-                server_times.append(await server_run(i))
-                bar.update()
+            # Warm both paths (model load, first-call allocations) before measuring.
+            await anyio.to_thread.run_sync(raw_run, 0)
+            await server_run(0)
+            server_timings.clear()
+            with tqdm(total=2 * runs, desc="overhead", file=sys.stderr, unit="run") as bar:
+                for i in range(1, runs + 1):
+                    # Interleaved so slow drift on a shared machine hits both paths alike.
+                    raw_runs.append(await anyio.to_thread.run_sync(raw_run, i))
+                    bar.update()
+                    server_times.append(await server_run(i))
+                    bar.update()
+    finally:
+        await anyio.to_thread.run_sync(raw.close)
     return overhead_report(size, steps, raw_runs, server_times, server_timings)
+
+
+class _RawWorker:
+    """The raw diffusers baseline in a child process (``sdxl_mcp.engine.rawworker``)."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "sdxl_mcp.engine.rawworker"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+        )
+        self._read()  # {"ready": true} once its pipelines are loaded
+
+    def run(self, arguments: dict[str, Any]) -> dict[str, float]:
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(json.dumps(arguments) + "\n")
+        self._proc.stdin.flush()
+        return dict(self._read())
+
+    def _read(self) -> dict[str, Any]:
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the raw diffusers worker exited; its error is above on stderr")
+        return dict(json.loads(line))
+
+    def close(self) -> None:
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()
+        try:
+            self._proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
 
 
 def overhead_report(

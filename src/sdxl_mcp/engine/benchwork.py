@@ -65,7 +65,7 @@ class RawPipelines:
         self.refiner.set_progress_bar_config(disable=True)
 
     def run(self, prompt: str, size: int, steps: int, high_noise_frac: float, seed: int,
-            out_path: Path) -> dict[str, float]:
+            out_path: Path, guidance_scale: float) -> dict[str, float]:
         """One ensemble generation saved as PNG (PIL defaults); seconds per phase.
 
         ``engine`` is base + refiner + decode (the refiner pipeline decodes), the
@@ -77,11 +77,12 @@ class RawPipelines:
         latents = self.base(
             prompt=prompt, width=size, height=size, num_inference_steps=steps,
             denoising_end=high_noise_frac, output_type="latent", generator=generator,
+            guidance_scale=guidance_scale,
         ).images
         base_done = time.perf_counter()
         image = self.refiner(
             prompt=prompt, num_inference_steps=steps, denoising_start=high_noise_frac,
-            image=latents, generator=generator,
+            image=latents, generator=generator, guidance_scale=guidance_scale,
         ).images[0]
         engine_done = time.perf_counter()
         image.save(out_path)
