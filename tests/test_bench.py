@@ -81,4 +81,5 @@ def test_bench_writes_json_with_the_command(tmp_path: Path, tiny_models: tuple) 
     data = json.loads(result.read_text())
     assert data["command"].startswith("sdxl-mcp bench --startup")
     assert data["machine"]["cpus"] and data["date"]
+    assert "git_commit" in data["machine"]
     assert "initialize answered" in proc.stdout
