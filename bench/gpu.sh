@@ -6,7 +6,8 @@
 # Creates a venv (.venv-gpu), installs the CUDA build of torch and sdxl-mcp, runs
 # `sdxl-mcp bench --full-size` (real SDXL configs, random weights: no download, the
 # real FLOPs) for fp32, fp16 and bf16, and writes the JSON and a log into OUT_DIR.
-# Budget: under 8 minutes on an H100 (install ~2-3 min, benchmark ~3 min).
+# Budget: under 8 minutes on an H100 (install ~2-3 min, the three dtypes ~2 min, the
+# speed-settings table ~1 min plus torch.compile ~1-2 min). SKIP_COMPILE=1 drops compile.
 # Offline machines: pre-populate a wheel folder and set PIP_FIND_LINKS / PIP_NO_INDEX.
 set -euo pipefail
 out=${1:?usage: bench/gpu.sh OUT_DIR}
@@ -26,5 +27,6 @@ fi
 "$VENV/bin/pip" install --quiet --disable-pip-version-check "torch==2.13.0"
 "$VENV/bin/pip" install --quiet --disable-pip-version-check -e '.[engine]'
 "$VENV/bin/python" -c "import torch; assert torch.cuda.is_available(), 'no CUDA'; print(torch.__version__, torch.cuda.get_device_name(0))"
-time "$VENV/bin/sdxl-mcp" bench --full-size --dtypes "${DTYPES:-fp32,fp16,bf16}" --out "$out"
+time "$VENV/bin/sdxl-mcp" bench --full-size --dtypes "${DTYPES:-fp32,fp16,bf16}" \
+  ${SKIP_COMPILE:+--skip-compile} --out "$out"
 echo "== done: $out"

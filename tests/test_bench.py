@@ -60,6 +60,26 @@ def test_full_size_code_path_runs_on_the_tiny_configs(tiny_models: tuple) -> Non
     assert row["ensemble_s"] > 0 and row["vae_decode_s"] > 0
 
 
+def test_speed_settings_table_adds_one_setting_per_row(tiny_models: tuple) -> None:
+    from sdxl_mcp.engine.benchwork import unet_settings_run
+
+    rows = unet_settings_run(device="cpu", dtype_name="fp32", size=128, steps=1, kind="tiny",
+                             settings=("classic attention", "sdpa", "channels_last", "fuse_qkv"))
+    assert [r["setting"] for r in rows] == [
+        "classic attention", "+ sdpa", "+ channels_last", "+ fuse_qkv"]
+    assert all(r["ms_per_step"] > 0 and r["it_s"] > 0 for r in rows)
+    assert rows[0]["vs_sdpa"] is None and rows[1]["vs_sdpa"] == 1.0
+    assert rows[3]["how"] == "SDXL_MCP_FUSE_QKV=true"
+
+
+def test_vae_decode_table_has_a_row_per_dtype(tiny_models: tuple) -> None:
+    from sdxl_mcp.engine.benchwork import vae_decode_run
+
+    rows = vae_decode_run(device="cpu", size=128, kind="tiny", dtypes=("fp32", "bf16"))
+    assert [r["dtype"] for r in rows] == ["fp32", "bf16"]
+    assert all(r["decode_s"] > 0 and r["finite"] for r in rows)
+
+
 def test_full_size_refuses_a_cpu_without_force(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "sdxl_mcp.cli", "bench", "--full-size", "--out", str(tmp_path)],
@@ -83,3 +103,22 @@ def test_bench_writes_json_with_the_command(tmp_path: Path, tiny_models: tuple) 
     assert data["machine"]["cpus"] and data["date"]
     assert "git_commit" in data["machine"]
     assert "initialize answered" in proc.stdout
+
+
+def test_full_size_report_has_the_speed_settings_and_vae_tables(
+    tmp_path: Path, tiny_models: tuple
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "sdxl_mcp.cli", "bench", "--full-size", "--force", "--device",
+         "cpu", "--models", "tiny", "--size", "128", "--steps", "4", "--dtypes", "fp32",
+         "--settings-dtype", "fp32", "--settings-steps", "1", "--skip-compile",
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (result,) = tmp_path.glob("full_size-*.json")
+    tables = json.loads(result.read_text())["tables"]
+    speed = next(rows for title, rows in tables.items() if title.startswith("speed settings"))
+    assert "+ compile" not in [r["setting"] for r in speed]  # --skip-compile
+    assert "+ channels_last" in [r["setting"] for r in speed]
+    assert "speed settings: base UNet" in proc.stdout and "VAE decode" in proc.stdout

@@ -54,6 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="--full-size on a CPU (minutes per step at 1024²)")
     parser.add_argument("--models", choices=["sdxl", "tiny"], default="sdxl",
                         help="--full-size architecture: real SDXL configs or the tiny ones")
+    parser.add_argument("--settings-dtype", default="fp16",
+                        help="--full-size: dtype of the speed-settings table")
+    parser.add_argument("--settings-steps", type=int, default=10,
+                        help="--full-size: UNet steps timed per speed setting")
+    parser.add_argument("--skip-compile", action="store_true",
+                        help="--full-size: leave torch.compile out of the speed-settings table")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,7 +123,13 @@ def _git_commit() -> str | None:
 
 
 def print_table(report: dict[str, Any]) -> None:
-    rows: list[dict[str, Any]] = report.get("table", [])
+    _print_rows(report.get("table", []))
+    for title, rows in report.get("tables", {}).items():
+        sys.stdout.write(f"\n{title}\n")
+        _print_rows(rows)
+
+
+def _print_rows(rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     keys = list(rows[0])
@@ -514,7 +526,13 @@ def sweep() -> dict[str, Any]:
 
 # -------------------------------------------------------------- full size
 def full_size(args: argparse.Namespace) -> dict[str, Any] | None:
-    from sdxl_mcp.engine.benchwork import cuda_available, full_size_run
+    from sdxl_mcp.engine.benchwork import (
+        UNET_SETTINGS,
+        cuda_available,
+        full_size_run,
+        unet_settings_run,
+        vae_decode_run,
+    )
 
     device = args.device
     if device.startswith("cuda") and not cuda_available():
@@ -532,4 +550,20 @@ def full_size(args: argparse.Namespace) -> dict[str, Any] | None:
 
     rows = full_size_run(device=device, dtypes=dtypes, size=args.size, steps=args.steps,
                          kind=args.models, progress=say)
-    return {"benchmark": "full_size", "models": args.models, "table": rows}
+    settings = None if not args.skip_compile else tuple(
+        name for name, _ in UNET_SETTINGS if name != "compile")
+    speed = unet_settings_run(device=device, dtype_name=args.settings_dtype, size=args.size,
+                              steps=args.settings_steps, kind=args.models, settings=settings,
+                              progress=say)
+    vae = vae_decode_run(device=device, size=args.size, kind=args.models, dtypes=tuple(dtypes),
+                         progress=say)
+    return {
+        "benchmark": "full_size",
+        "models": args.models,
+        "table": rows,
+        "tables": {
+            f"speed settings: base UNet, one CFG step at {args.size}²": speed,
+            f"VAE decode at {args.size}² (random weights: 'finite' shows the path, "
+            "not the real VAE's fp16 behaviour)": vae,
+        },
+    }

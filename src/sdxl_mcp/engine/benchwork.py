@@ -10,6 +10,7 @@ Full-size runs build the real SDXL architecture from the configs shipped in
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -246,3 +247,162 @@ def _time_dtype(
 
 def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
+
+
+# ------------------------------------------------------- speed settings
+#: The GPU speed settings in the order a user turns them on; each row of the
+#: table adds one to the row above. "sdpa" is diffusers' default on torch 2.
+UNET_SETTINGS: tuple[tuple[str, str], ...] = (
+    ("classic attention", "(diffusers AttnProcessor: attention without SDPA)"),
+    ("sdpa", "(diffusers' default on torch 2)"),
+    ("channels_last", "SDXL_MCP_CHANNELS_LAST=true (default)"),
+    ("fuse_qkv", "SDXL_MCP_FUSE_QKV=true"),
+    ("compile", "SDXL_MCP_COMPILE=true"),
+)
+
+
+class _EventTimer:
+    """Seconds for a call: CUDA events on a GPU (device time), perf_counter on a CPU."""
+
+    def __init__(self, device: str) -> None:
+        self.cuda = device.startswith("cuda")
+
+    def time(self, fn: Callable[[], Any]) -> float:
+        if not self.cuda:
+            started = time.perf_counter()
+            fn()
+            return time.perf_counter() - started
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return float(start.elapsed_time(end)) / 1000
+
+
+def _base_unet(kind: str, device: str, dtype: torch.dtype) -> Any:
+    if kind == "tiny":
+        base_dir, _ = tiny.ensure_tiny_models()
+        unet = UNet2DConditionModel.from_pretrained(Path(base_dir) / "unet")
+    else:
+        with torch.device(device):
+            unet = UNet2DConditionModel.from_config(_config("base_unet", kind))
+    return unet.to(device, dtype).eval()
+
+
+def _unet_inputs(unet: Any, size: int, device: str, dtype: torch.dtype) -> dict[str, Any]:
+    """One denoising step's inputs with classifier-free guidance (batch of 2)."""
+    config = unet.config
+    text_dim = (config.projection_class_embeddings_input_dim
+                - 6 * config.addition_time_embed_dim)
+    latent = size // 8
+    return {
+        "sample": torch.randn(2, config.in_channels, latent, latent, device=device, dtype=dtype),
+        "timestep": torch.tensor(999, device=device),
+        "encoder_hidden_states": torch.randn(
+            2, 77, config.cross_attention_dim, device=device, dtype=dtype),
+        "added_cond_kwargs": {
+            "text_embeds": torch.randn(2, text_dim, device=device, dtype=dtype),
+            "time_ids": torch.tensor(
+                [[size, size, 0, 0, size, size]] * 2, device=device, dtype=dtype),
+        },
+        "return_dict": False,
+    }
+
+
+def unet_settings_run(
+    *, device: str, dtype_name: str, size: int = 1024, steps: int = 10, kind: str = "sdxl",
+    settings: tuple[str, ...] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Base UNet milliseconds per step as each speed setting is added.
+
+    Applies the settings the way the engine does (``SDXLEngine._optimise_for_cuda``)
+    to the base UNet alone: that is where the time goes. ``compile_s`` is the
+    first compiled call, which the engine pays during preload. ``settings``
+    picks rows (default: all of ``UNET_SETTINGS``).
+    """
+    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+    say = progress or (lambda message: None)
+    dtype = TORCH_DTYPES[dtype_name]
+    say(f"speed settings ({dtype_name}): building the base UNet")
+    unet = _base_unet(kind, device, dtype)
+    inputs = _unet_inputs(unet, size, device, dtype)
+    timer = _EventTimer(device)
+    model: Any = unet
+    rows: list[dict[str, Any]] = []
+    baseline: float | None = None
+    for name, setting in UNET_SETTINGS:
+        if settings is not None and name not in settings:
+            continue
+        say(f"speed settings ({dtype_name}): {name}")
+        if name == "classic attention":
+            unet.set_attn_processor(AttnProcessor())
+        elif name == "sdpa":
+            unet.set_attn_processor(AttnProcessor2_0())
+        elif name == "channels_last":
+            unet.to(memory_format=torch.channels_last)
+        elif name == "fuse_qkv":
+            unet.fuse_qkv_projections()
+        elif name == "compile":
+            model = torch.compile(unet, fullgraph=False)
+
+        step = functools.partial(model, **inputs)
+        with torch.inference_mode():
+            first_s = timer.time(step)  # warm-up; for "compile", the compilation
+            timer.time(step)
+            per_step = timer.time(functools.partial(_repeat, step, steps)) / steps
+        if name == "sdpa":
+            baseline = per_step
+        rows.append({
+            "setting": f"+ {name}" if rows else name,
+            "how": setting,
+            "dtype": dtype_name,
+            "ms_per_step": round(per_step * 1000, 2),
+            "it_s": round(1 / per_step, 3),
+            "vs_sdpa": round(baseline / per_step, 3) if baseline else None,
+            "compile_s": round(first_s, 1) if name == "compile" else None,
+        })
+    return rows
+
+
+def _repeat(fn: Callable[[], Any], times: int) -> None:
+    for _ in range(times):
+        fn()
+
+
+def vae_decode_run(
+    *, device: str, size: int = 1024, kind: str = "sdxl", dtypes: tuple[str, ...] = (
+        "fp32", "fp16", "bf16"), progress: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """VAE decode time per dtype, and whether the output stayed finite.
+
+    Random weights do not reproduce the real SDXL VAE's fp16 overflow, so
+    "finite" here only shows the path works; the engine checks every real
+    decode and retries in fp32 (``SDXL_MCP_VAE_MODEL`` can name an fp16-safe VAE).
+    """
+    say = progress or (lambda message: None)
+    timer = _EventTimer(device)
+    if kind == "tiny":
+        base_dir, _ = tiny.ensure_tiny_models()
+        vae = AutoencoderKL.from_pretrained(Path(base_dir) / "vae")
+    else:
+        with torch.device(device):
+            vae = AutoencoderKL.from_config(_config("vae", kind))
+    vae = vae.to(device).eval()
+    latents = torch.randn(1, vae.config.latent_channels, size // 8, size // 8, device=device)
+    rows = []
+    for dtype_name in dtypes:
+        say(f"VAE decode: {dtype_name}")
+        dtype = TORCH_DTYPES[dtype_name]
+        vae.to(dtype=dtype)
+        z = latents.to(dtype) / vae.config.scaling_factor
+        with torch.inference_mode():
+            decode = functools.partial(vae.decode, z, return_dict=False)
+            decode()  # warm-up
+            seconds = timer.time(decode)
+            finite = bool(torch.isfinite(decode()[0]).all())
+        rows.append({"dtype": dtype_name, "decode_s": round(seconds, 4), "finite": finite})
+    return rows
