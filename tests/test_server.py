@@ -101,6 +101,18 @@ async def test_generate_image_returns_result_preview_and_link(tiny_server: Any) 
     assert "base" in progress[0][2] and "refiner" in progress[-1][2]
 
 
+async def test_generate_image_logs_what_it_will_generate(tiny_server: Any) -> None:
+    messages: list[str] = []
+
+    async def on_log(params: Any) -> None:
+        messages.append(str(params.data))
+
+    async with Client(tiny_server, logging_callback=on_log, log_level="info") as client:
+        result = await client.call_tool("generate_image", {"prompt": "a lighthouse", **SMALL})
+    assert not result.is_error, text(result)
+    assert "Generating 256x256, 20 steps, refiner on (ensemble)" in messages
+
+
 async def test_same_seed_gives_same_pixels_over_mcp(tiny_server: Any) -> None:
     async with Client(tiny_server) as client:
         images = []

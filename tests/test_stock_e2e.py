@@ -334,6 +334,23 @@ async def test_search_reports_the_quota_left_from_the_rate_limit_headers(
     assert_no_key(result, status)
 
 
+async def test_stock_first_request_tells_the_client_it_searches_before_generating(
+    settings: Settings, pexels: FakePexels
+) -> None:
+    messages: list[str] = []
+
+    async def on_log(params: Any) -> None:
+        messages.append(str(params.data))
+
+    async with Client(build_server(settings), logging_callback=on_log,
+                      log_level="info") as client:
+        result = structured(await client.call_tool(
+            "generate_image", {"prompt": "a team meeting in an office", "use_pexels": True}))
+    assert result["image"]["source"] == "pexels"
+    assert any(m.startswith("Searching Pexels first; generating (") for m in messages)
+    assert not any(m.startswith("Generating") for m in messages)
+
+
 async def test_same_photo_from_another_search_is_not_downloaded_again(
     settings: Settings, pexels: FakePexels
 ) -> None:

@@ -207,12 +207,18 @@ def build_server(settings: Settings, service: ImageService | None = None) -> MCP
             request = GenerationRequest(**given)
         except ValidationError as exc:
             return _error_result(describe_validation_error(exc))
+        plan = (
+            f"{request.width}x{request.height}, {request.num_inference_steps} steps, refiner "
+            f"{'on (' + request.refiner_mode + ')' if request.use_refinement else 'off'}"
+        )
+        stock_first = request.use_pexels and svc.settings.pexels_api_key is not None
         await _log(
             ctx,
             "info",
-            f"Generating {request.width}x{request.height}, "
-            f"{request.num_inference_steps} steps, refiner "
-            f"{'on (' + request.refiner_mode + ')' if request.use_refinement else 'off'}",
+            f"Searching Pexels first; generating ({plan}) only if no photo fits"
+            if stock_first and request.use_generation
+            else "Searching Pexels" if stock_first
+            else f"Generating {plan}",
         )
         send, receive = anyio.create_memory_object_stream[ProgressEvent](max_buffer_size=1000)
 
