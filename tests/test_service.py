@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,23 @@ async def test_generation_writes_png_sidecar_and_catalog_row(
     with sqlite3.connect(settings.output_dir / "catalog.sqlite3") as db:
         rows = db.execute("SELECT name, seed, source FROM images").fetchall()
     assert rows == [(path.name, 11, "sdxl")]
+
+
+async def test_model_load_includes_building_the_engine(
+    make_settings: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first request pays for importing torch and building the engine: say so."""
+    import sdxl_mcp.engine.sdxl
+
+    def slow_engine(settings: Any) -> GatedBackend:
+        time.sleep(0.5)  # stands in for importing torch and diffusers
+        return GatedBackend(gate_open=True)
+
+    monkeypatch.setattr(sdxl_mcp.engine.sdxl, "SDXLEngine", slow_engine)
+    async with ImageService(make_settings(preload=False)) as service:
+        result = await service.generate(request(seed=1))
+    assert result.timings.model_load >= 0.5
+    assert result.timings.total >= result.timings.model_load
 
 
 async def test_random_seed_is_returned(make_settings: Callable[..., Any]) -> None:

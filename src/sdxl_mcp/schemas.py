@@ -207,8 +207,12 @@ class StepCounts(BaseModel):
 class Timings(BaseModel):
     """Seconds spent in each phase of one request."""
 
-    queue_wait: float = 0.0
-    model_load: float = 0.0
+    queue_wait: float = Field(0.0, description="Waiting for a free generation slot.")
+    model_load: float = Field(
+        0.0,
+        description="Waiting for the engine: importing torch/diffusers and loading the "
+        "models (0 once they are resident).",
+    )
     base: float = 0.0
     refiner: float = 0.0
     decode: float = 0.0
