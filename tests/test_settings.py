@@ -344,3 +344,15 @@ def test_light_modules_do_not_import_torch(tmp_path: Path) -> None:
     proc = _run_python(["-c", code], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
+
+
+def test_the_server_imports_httpx_only_if_the_mcp_sdk_does(tmp_path: Path) -> None:
+    """httpx is for stock searches: imported on the first one, not at start-up."""
+    code = (
+        "import sys, mcp.server.mcpserver; sdk = 'httpx' in sys.modules; "
+        "import sdxl_mcp.cli, sdxl_mcp.server; print(sdk, 'httpx' in sys.modules)"
+    )
+    proc = _run_python(["-c", code], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    sdk_loaded, after = proc.stdout.split()
+    assert after == sdk_loaded

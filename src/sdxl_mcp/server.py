@@ -211,15 +211,13 @@ def build_server(settings: Settings, service: ImageService | None = None) -> MCP
             f"{request.width}x{request.height}, {request.num_inference_steps} steps, refiner "
             f"{'on (' + request.refiner_mode + ')' if request.use_refinement else 'off'}"
         )
-        stock_first = request.use_pexels and svc.settings.pexels_api_key is not None
-        await _log(
-            ctx,
-            "info",
-            f"Searching Pexels first; generating ({plan}) only if no photo fits"
-            if stock_first and request.use_generation
-            else "Searching Pexels" if stock_first
-            else f"Generating {plan}",
-        )
+        if not (request.use_pexels and svc.settings.pexels_api_key is not None):
+            announcement = f"Generating {plan}"
+        elif request.use_generation:
+            announcement = f"Searching Pexels first; generating ({plan}) only if no photo fits"
+        else:
+            announcement = "Searching Pexels"
+        await _log(ctx, "info", announcement)
         send, receive = anyio.create_memory_object_stream[ProgressEvent](max_buffer_size=1000)
 
         def on_progress(event: ProgressEvent) -> None:

@@ -5,7 +5,8 @@ The raw diffusers baseline runs the same way here, in its own child process on
 anyio worker threads, so process state that shifts engine speed (allocator
 arenas, page faults, thread pools) is alike on both sides, and the difference
 left is what the server adds. Run in the benchmark's own process instead, the
-1024² baseline measured 1-2 s apart from the same calls in the server.
+1024² baseline's engine came out 6.7 % (1.2 s) faster than the same calls in the
+server (docs/bench/overhead-20261126T040815Z.json; docs/PERFORMANCE.md).
 
 Protocol, one JSON object per line: ``{"ready": true}`` once the pipelines are
 loaded, then for each request line (the arguments of ``RawPipelines.run``) one
