@@ -90,19 +90,19 @@ def test_full_size_refuses_a_cpu_without_force(tmp_path: Path) -> None:
     assert list(tmp_path.glob("*.json")) == []
 
 
-def test_bench_writes_json_with_the_command(tmp_path: Path, tiny_models: tuple) -> None:
+def test_bench_writes_json_with_the_command(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "sdxl_mcp.cli", "bench", "--startup", "--runs", "1",
-         "--out", str(tmp_path)],
+        [sys.executable, "-m", "sdxl_mcp.cli", "bench", "--hotpath", "--runs", "1",
+         "--size", "64", "--out", str(tmp_path)],
         capture_output=True, text=True, cwd=tmp_path, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    (result,) = tmp_path.glob("startup-*.json")
+    (result,) = tmp_path.glob("hotpath-*.json")
     data = json.loads(result.read_text())
-    assert data["command"].startswith("sdxl-mcp bench --startup")
+    assert data["command"].startswith("sdxl-mcp bench --hotpath")
     assert data["machine"]["cpus"] and data["date"]
     assert "git_commit" in data["machine"]
-    assert "initialize answered" in proc.stdout
+    assert "catalog insert" in proc.stdout
 
 
 def test_full_size_report_has_the_speed_settings_and_vae_tables(
