@@ -332,3 +332,21 @@ def test_concurrent_calls_run_one_at_a_time(
     assert len(order) == 40
     first = order[0]
     assert order == [first] * 20 + [n for n in order if n != first]
+
+
+def test_speed_settings_reach_the_unet(tiny_models: tuple) -> None:
+    """What SDXL_MCP_CHANNELS_LAST / FUSE_QKV do, as the engine and the bench apply them."""
+    from pathlib import Path
+
+    from diffusers import UNet2DConditionModel
+
+    from sdxl_mcp.engine.sdxl import speed_up_unet
+
+    unet = UNet2DConditionModel.from_pretrained(Path(tiny_models[0]) / "unet")
+    same = speed_up_unet(unet, channels_last=True, fuse_qkv=True, compile=False)
+    assert same is unet  # only compile wraps the module
+    conv = unet.conv_in.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    assert not conv.is_contiguous()
+    processors = {type(p).__name__ for p in unet.attn_processors.values()}
+    assert processors == {"FusedAttnProcessor2_0"}

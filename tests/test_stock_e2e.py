@@ -384,7 +384,7 @@ def _use_short_read_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
         client.timeout = httpx.Timeout(0.5)
         return client
 
-    monkeypatch.setattr("sdxl_mcp.service.default_http_client", short)
+    monkeypatch.setattr("sdxl_mcp.stock.pexels.default_http_client", short)
 
 
 #: mode -> (error class, retryable, what the one sentence says)

@@ -284,8 +284,7 @@ def overhead_report(
               for k in ("queue_wait", "model_load", "base", "refiner", "decode", "save")}
 
     def row(path: str, values: list[float]) -> dict[str, Any]:
-        return {"path": path, "median_s": round(med(values), 4),
-                "min_s": round(min(values), 4), "max_s": round(max(values), 4)}
+        return _spread_row("path", path, values)
 
     return {
         "benchmark": "overhead",
@@ -353,8 +352,7 @@ async def startup(runs: int) -> dict[str, Any]:
             bar.update()
 
     def row(milestone: str, values: list[float]) -> dict[str, Any]:
-        return {"milestone": milestone, "median_s": statistics.median(values),
-                "min_s": min(values), "max_s": max(values)}
+        return _spread_row("milestone", milestone, values)
 
     return {
         "benchmark": "startup",
@@ -375,6 +373,12 @@ async def startup(runs: int) -> dict[str, Any]:
             row("models ready (PRELOAD)", ready_times),
         ],
     }
+
+
+def _spread_row(label_key: str, label: str, values: list[float]) -> dict[str, Any]:
+    """One table row: median, min and max seconds of a series of runs."""
+    return {label_key: label, "median_s": round(statistics.median(values), 4),
+            "min_s": round(min(values), 4), "max_s": round(max(values), 4)}
 
 
 def _sdk_import_floor() -> float:

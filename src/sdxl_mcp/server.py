@@ -211,7 +211,7 @@ def build_server(settings: Settings, service: ImageService | None = None) -> MCP
             f"{request.width}x{request.height}, {request.num_inference_steps} steps, refiner "
             f"{'on (' + request.refiner_mode + ')' if request.use_refinement else 'off'}"
         )
-        if not (request.use_pexels and svc.settings.pexels_api_key is not None):
+        if not (request.use_pexels and svc.stock_configured):
             announcement = f"Generating {plan}"
         elif request.use_generation:
             announcement = f"Searching Pexels first; generating ({plan}) only if no photo fits"

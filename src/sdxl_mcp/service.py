@@ -602,10 +602,15 @@ class ImageService:
             pexels=self.stock_status(),
         )
 
+    @property
+    def stock_configured(self) -> bool:
+        """Whether stock photo search can run (a Pexels key is set)."""
+        return self.settings.pexels_api_key is not None
+
     def stock_status(self) -> dict[str, Any]:
         if self._pexels is not None:
             return self._pexels.status()
-        return {"configured": self.settings.pexels_api_key is not None}
+        return {"configured": self.stock_configured}
 
     # ---------------------------------------------------------------- stock
     def _stock_client(self) -> PexelsClient:
@@ -613,7 +618,9 @@ class ImageService:
         if self._pexels is None:
             if self.settings.pexels_api_key is None:
                 raise StockNotConfigured(PEXELS_KEY_MISSING)
-            from sdxl_mcp.stock.pexels import PexelsClient
+            # Imported on first use: httpx and what its package pulls in cost
+            # ~80 ms that a server start-up need not pay.
+            from sdxl_mcp.stock.pexels import PexelsClient, default_http_client
 
             http = default_http_client()
             self._pexels = PexelsClient(
@@ -693,13 +700,3 @@ def _infotext_params(request: GenerationRequest, output: EngineOutput) -> Infote
         refiner_strength=None if not refined or ensemble else request.refiner_strength,
     )
 
-
-def default_http_client() -> httpx.AsyncClient:
-    """The Pexels HTTP client, imported on first use.
-
-    httpx (with what its package imports) costs about 80 ms, paid only once a
-    stock search happens rather than by every server start-up.
-    """
-    from sdxl_mcp.stock.pexels import default_http_client as make
-
-    return make()

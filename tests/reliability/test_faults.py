@@ -478,7 +478,7 @@ async def test_pexels_fault_falls_back_to_sdxl_and_the_server_keeps_serving(
             client.timeout = httpx.Timeout(0.5)
             return client
 
-        monkeypatch.setattr("sdxl_mcp.service.default_http_client", short)
+        monkeypatch.setattr("sdxl_mcp.stock.pexels.default_http_client", short)
     pexels.set_mode(mode)
     server, service = on_engine(make_settings, tiny_engine, pexels_api_key=KEY,
                                 pexels_base_url=pexels.base_url)

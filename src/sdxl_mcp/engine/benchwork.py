@@ -14,7 +14,6 @@ import functools
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 from sdxl_mcp.engine import tiny
 from sdxl_mcp.engine.footprint import CONFIG_DIR
 from sdxl_mcp.engine.quiet import quiet_libraries
-from sdxl_mcp.engine.sdxl import TORCH_DTYPES, sequential_refiner_schedule
+from sdxl_mcp.engine.sdxl import TORCH_DTYPES, sequential_refiner_schedule, speed_up_unet
 
 quiet_libraries()
 
@@ -135,20 +134,25 @@ def _build_pipelines(kind: str, dtype: torch.dtype, device: str) -> tuple[Any, A
     return base, refiner
 
 
-@dataclass
 class _Timer:
-    device: str
+    """Seconds for a call: CUDA events on a GPU (stream time, so no host-side guess
+    about when queued kernels finish), perf_counter on a CPU."""
 
-    def sync(self) -> None:
-        if self.device.startswith("cuda"):
-            torch.cuda.synchronize()
+    def __init__(self, device: str) -> None:
+        self.cuda = device.startswith("cuda")
 
     def time(self, fn: Callable[[], Any]) -> tuple[float, Any]:
-        self.sync()
-        started = time.perf_counter()
+        if not self.cuda:
+            started = time.perf_counter()
+            out = fn()
+            return time.perf_counter() - started, out
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        start.record()
         out = fn()
-        self.sync()
-        return time.perf_counter() - started, out
+        end.record()
+        end.synchronize()
+        return float(start.elapsed_time(end)) / 1000, out
 
 
 def full_size_run(
@@ -261,26 +265,6 @@ UNET_SETTINGS: tuple[tuple[str, str], ...] = (
 )
 
 
-class _EventTimer:
-    """Seconds for a call: CUDA events on a GPU (device time), perf_counter on a CPU."""
-
-    def __init__(self, device: str) -> None:
-        self.cuda = device.startswith("cuda")
-
-    def time(self, fn: Callable[[], Any]) -> float:
-        if not self.cuda:
-            started = time.perf_counter()
-            fn()
-            return time.perf_counter() - started
-        start = torch.cuda.Event(enable_timing=True)
-        end = torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        return float(start.elapsed_time(end)) / 1000
-
-
 def _base_unet(kind: str, device: str, dtype: torch.dtype) -> Any:
     if kind == "tiny":
         base_dir, _ = tiny.ensure_tiny_models()
@@ -318,8 +302,8 @@ def unet_settings_run(
 ) -> list[dict[str, Any]]:
     """Base UNet milliseconds per step as each speed setting is added.
 
-    Applies the settings the way the engine does (``SDXLEngine._optimise_for_cuda``)
-    to the base UNet alone: that is where the time goes. ``compile_s`` is the
+    Applies each setting with the engine's own ``speed_up_unet``, to the base UNet
+    alone: that is where the time goes. ``compile_s`` is the
     first compiled call, which the engine pays during preload. ``settings``
     picks rows (default: all of ``UNET_SETTINGS``).
     """
@@ -330,7 +314,7 @@ def unet_settings_run(
     say(f"speed settings ({dtype_name}): building the base UNet")
     unet = _base_unet(kind, device, dtype)
     inputs = _unet_inputs(unet, size, device, dtype)
-    timer = _EventTimer(device)
+    timer = _Timer(device)
     model: Any = unet
     rows: list[dict[str, Any]] = []
     baseline: float | None = None
@@ -342,18 +326,15 @@ def unet_settings_run(
             unet.set_attn_processor(AttnProcessor())
         elif name == "sdpa":
             unet.set_attn_processor(AttnProcessor2_0())
-        elif name == "channels_last":
-            unet.to(memory_format=torch.channels_last)
-        elif name == "fuse_qkv":
-            unet.fuse_qkv_projections()
-        elif name == "compile":
-            model = torch.compile(unet, fullgraph=False)
+        else:
+            model = speed_up_unet(model, channels_last=name == "channels_last",
+                                  fuse_qkv=name == "fuse_qkv", compile=name == "compile")
 
         step = functools.partial(model, **inputs)
         with torch.inference_mode():
-            first_s = timer.time(step)  # warm-up; for "compile", the compilation
+            first_s, _ = timer.time(step)  # warm-up; for "compile", the compilation
             timer.time(step)
-            per_step = timer.time(functools.partial(_repeat, step, steps)) / steps
+            per_step = timer.time(functools.partial(_repeat, step, steps))[0] / steps
         if name == "sdpa":
             baseline = per_step
         rows.append({
@@ -384,7 +365,7 @@ def vae_decode_run(
     decode and retries in fp32 (``SDXL_MCP_VAE_MODEL`` can name an fp16-safe VAE).
     """
     say = progress or (lambda message: None)
-    timer = _EventTimer(device)
+    timer = _Timer(device)
     if kind == "tiny":
         base_dir, _ = tiny.ensure_tiny_models()
         vae = AutoencoderKL.from_pretrained(Path(base_dir) / "vae")
@@ -402,7 +383,7 @@ def vae_decode_run(
         with torch.inference_mode():
             decode = functools.partial(vae.decode, z, return_dict=False)
             decode()  # warm-up
-            seconds = timer.time(decode)
+            seconds, _ = timer.time(decode)
             finite = bool(torch.isfinite(decode()[0]).all())
         rows.append({"dtype": dtype_name, "decode_s": round(seconds, 4), "finite": finite})
     return rows

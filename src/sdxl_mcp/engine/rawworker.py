@@ -9,8 +9,8 @@ left is what the server adds. Run in the benchmark's own process instead, the
 server (docs/bench/overhead-20261126T040815Z.json; docs/PERFORMANCE.md).
 
 Protocol, one JSON object per line: ``{"ready": true}`` once the pipelines are
-loaded, then for each request line (the arguments of ``RawPipelines.run``) one
-line of phase timings. A failure ends the process; the caller sees EOF.
+loaded, then for each request line (``RawPipelines.run``'s keyword arguments)
+one line of phase timings. A failure ends the process; the caller sees EOF.
 """
 
 from __future__ import annotations
@@ -48,10 +48,7 @@ async def _serve(protocol: IO[str]) -> None:
 
 
 def _run_one(raw: RawPipelines, args: dict[str, Any]) -> dict[str, float]:
-    return raw.run(
-        args["prompt"], args["size"], args["steps"], args["high_noise_frac"], args["seed"],
-        Path(args["out_path"]), args["guidance_scale"],
-    )
+    return raw.run(**{**args, "out_path": Path(args["out_path"])})
 
 
 if __name__ == "__main__":
