@@ -443,14 +443,14 @@ def build_http_app(settings: Settings, service: ImageService | None = None) -> S
         return _result_response(result)
 
     async def get_image(request: Request) -> Response:
-        path = svc.store.resolve_name(request.path_params["name"])
+        path = svc.resolve_image(request.path_params["name"])
         if path is None:
             return _error_json(404, "not_found", "No such image on this server.")
         media = "image/png" if path.suffix == ".png" else "image/jpeg"
         return FileResponse(path, media_type=media)
 
     async def healthz(request: Request) -> Response:
-        health = Health(engine=svc.engine_status().get("state"), queue=svc.queue_status())
+        health = Health(engine=svc.engine_state(), queue=svc.queue_status())
         return JSONResponse(health.model_dump(mode="json"))
 
     document = openapi_document(settings)

@@ -412,7 +412,7 @@ def build_server(settings: Settings, service: ImageService | None = None) -> MCP
         mime_type="image/png",
     )
     def read_image(name: str) -> bytes:
-        path = svc.store.resolve_name(name)
+        path = svc.resolve_image(name)
         if path is None:
             raise NotFound(f"No image named {name!r} on this server.")
         return path.read_bytes()

@@ -16,6 +16,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 import anyio
@@ -559,6 +560,14 @@ class ImageService:
     def _backend_error(self) -> str:
         error = self.engine_status().get("error") or "model loading failed"
         return f"Image generation is unavailable: {error}"
+
+    def resolve_image(self, name: str) -> Path | None:
+        """The path of a catalogued image this server saved, by file name, else None."""
+        return self.store.resolve_name(name)
+
+    def engine_state(self) -> str | None:
+        """not_loaded, loading, ready or failed (for health checks)."""
+        return self.engine_status().get("state")
 
     def queue_status(self) -> dict[str, Any]:
         return {
