@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.env import isolate
 
 from sdxl_mcp.settings import Settings
-
-# Environment variables a developer may have set that must not steer the tests.
-_LEAKY_PREFIXES = ("SDXL_MCP_", "PEXELS_API_KEY")
 
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith(_LEAKY_PREFIXES) and name != "SDXL_MCP_TINY_CACHE":
-            monkeypatch.delenv(name)
-    # No test may reach a model hub (none is reachable here anyway).
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    """No developer setting steers a test, and no test reaches a model hub."""
+    isolate(monkeypatch)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from PIL import Image
 
 from sdxl_mcp.backend import CancelToken, EngineOutput, ProgressEvent
 from sdxl_mcp.errors import Cancelled
-from sdxl_mcp.schemas import GenerationRequest
+from sdxl_mcp.schemas import EngineStateName, EngineStatus, GenerationRequest
 
 
 class GatedBackend:
@@ -17,6 +17,8 @@ class GatedBackend:
 
     Honours the cancel token every 10 ms, like the real engine does every step.
     """
+
+    capacity = 1
 
     def __init__(self, *, gate_open: bool = False, load_gate_open: bool = True) -> None:
         self.gate = threading.Event()
@@ -28,10 +30,10 @@ class GatedBackend:
         self.started = threading.Event()
         self.cancelled = threading.Event()
         self.calls = 0
-        self._state = "not_loaded"
+        self._state: EngineStateName = "not_loaded"
 
     @property
-    def state(self) -> str:
+    def state(self) -> EngineStateName:
         return self._state
 
     def load(self) -> None:
@@ -41,8 +43,8 @@ class GatedBackend:
         self.load_gate.wait()
         self._state = "ready"
 
-    def status(self) -> dict[str, Any]:
-        return {"state": self._state, "device": "cpu", "dtype": "fp32", "error": None}
+    def status(self, plan: bool = False) -> EngineStatus:
+        return EngineStatus(state=self._state, device="cpu", dtype="fp32")
 
     def generate(
         self, req: GenerationRequest, seed: int, on_progress: Any = None,

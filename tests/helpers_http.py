@@ -1,14 +1,13 @@
-"""Helpers for the transport tests: isolated settings, a fake backend, a live server.
+"""Helpers for the transport tests: isolated settings in any scope, a live server.
 
-Module-scoped fixtures cannot use the function-scoped ``make_settings`` and
-``_isolated_env`` fixtures of conftest, so this module offers the same
-isolation as plain functions.
+Module-scoped fixtures cannot use the function-scoped ``make_settings`` of
+conftest, so ``tiny_settings`` builds the same settings as a plain function,
+under the isolation of ``tests.env``. The fake backend is ``tests.fakes``'.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import threading
 import time
@@ -17,42 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import uvicorn
-from PIL import Image
+from tests.env import isolated_environ
 
-from sdxl_mcp.backend import CancelToken, EngineOutput, ProgressEvent
-from sdxl_mcp.errors import Cancelled
-from sdxl_mcp.schemas import GenerationRequest
 from sdxl_mcp.service import ImageService
 from sdxl_mcp.settings import Settings
 
-#: Environment variables a developer may have set that must not steer the tests.
-LEAKY_PREFIXES = ("SDXL_MCP_", "PEXELS_API_KEY")
 #: Generous upper bounds for waits (guards against hangs, not timing assertions).
 STARTUP_LIMIT_S = 60.0
-
-
-def clean_environ() -> dict[str, str]:
-    """``os.environ`` without the developer's SDXL_MCP_*/Pexels settings, hub offline."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(LEAKY_PREFIXES) or k == "SDXL_MCP_TINY_CACHE"
-    }
-    env["HF_HUB_OFFLINE"] = "1"
-    return env
-
-
-@contextlib.contextmanager
-def isolated_environ() -> Iterator[None]:
-    """Apply :func:`clean_environ` to this process until the block ends."""
-    with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name.startswith(LEAKY_PREFIXES) and name != "SDXL_MCP_TINY_CACHE":
-                mp.delenv(name)
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        yield
 
 
 def tiny_settings(root: Path, **overrides: Any) -> Settings:
@@ -67,43 +38,6 @@ def tiny_settings(root: Path, **overrides: Any) -> Settings:
     values.update(overrides)
     with isolated_environ():
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]
-
-
-class GatedBackend:
-    """A stand-in backend whose generations wait until the test opens ``gate``."""
-
-    state = "ready"
-
-    def __init__(self, *, gate_open: bool = False) -> None:
-        self.gate = threading.Event()
-        if gate_open:
-            self.gate.set()
-        self.started = threading.Event()
-        self.calls = 0
-
-    def load(self) -> None:
-        pass
-
-    def status(self) -> dict[str, Any]:
-        return {"state": "ready", "device": "cpu", "dtype": "fp32", "error": None}
-
-    def generate(
-        self, req: GenerationRequest, seed: int, on_progress: Any = None,
-        cancel: CancelToken | None = None,
-    ) -> EngineOutput:
-        self.calls += 1
-        self.started.set()
-        while not self.gate.wait(0.01):
-            if cancel is not None and cancel.cancelled:
-                raise Cancelled(f"Generation {cancel.reason} during the base stage.")
-        if on_progress:
-            on_progress(ProgressEvent("base", 1, 1, 1, 1))
-        return EngineOutput(
-            image=Image.new("RGB", (req.width, req.height), "white"), seed=seed,
-            steps_base=1, steps_refiner=0, refined=False, refiner_error=None,
-            precision="fp32", device="cpu", base_model="fake", refiner_model=None,
-            timings={"base": 0.01},
-        )
 
 
 @dataclass

@@ -10,11 +10,12 @@ from pathlib import Path
 import anyio
 import pytest
 
-from sdxl_mcp import bench
+from sdxl_mcp.bench.overhead import overhead, overhead_report
+from sdxl_mcp.bench.startup import startup
 
 
 def test_overhead_reports_both_paths_and_the_difference(tiny_models: tuple) -> None:
-    report = anyio.run(bench.overhead, 1, 256, 20)
+    report = anyio.run(overhead, 1, 256, 20)
     assert len(report["raw_s"]) == len(report["server_s"]) == 1
     assert report["added_ms_per_image"] == pytest.approx(
         (report["server_median_s"] - report["raw_median_s"]) * 1000, abs=0.2)
@@ -33,7 +34,7 @@ def test_overhead_report_splits_engine_time_from_what_each_path_adds() -> None:
         {"queue_wait": 0.0, "model_load": 0.0, "base": 8.0, "refiner": 1.8, "decode": 0.3,
          "save": 0.2},
     ]
-    report = bench.overhead_report(1024, 20, raw_runs, server_times, server_timings)
+    report = overhead_report(1024, 20, raw_runs, server_times, server_timings)
     # End to end: medians 10.75 vs 11.25 s.
     assert report["added_ms_per_image"] == pytest.approx(-500.0)
     # Outside the engine: raw 0.2 / 0.3 s (median 0.25), server 0.25 / 0.4 s (median 0.325).
@@ -44,14 +45,14 @@ def test_overhead_report_splits_engine_time_from_what_each_path_adds() -> None:
 
 
 def test_startup_reports_initialize_and_ready(tiny_models: tuple) -> None:
-    report = anyio.run(bench.startup, 1)
+    report = anyio.run(startup, 1)
     assert 0 < report["initialize_median_s"] <= report["tools_listed_median_s"]
     assert report["tools_listed_median_s"] <= report["ready_median_s"]
     assert report["sdk_import_floor_median_s"] > 0
 
 
 def test_full_size_code_path_runs_on_the_tiny_configs(tiny_models: tuple) -> None:
-    from sdxl_mcp.engine.benchwork import full_size_run
+    from sdxl_mcp.bench.fullsize import full_size_run
 
     rows = full_size_run(device="cpu", dtypes=["fp32"], size=256, steps=4, refiner_steps=2,
                          kind="tiny")
@@ -61,7 +62,7 @@ def test_full_size_code_path_runs_on_the_tiny_configs(tiny_models: tuple) -> Non
 
 
 def test_speed_settings_table_adds_one_setting_per_row(tiny_models: tuple) -> None:
-    from sdxl_mcp.engine.benchwork import unet_settings_run
+    from sdxl_mcp.bench.fullsize import unet_settings_run
 
     rows = unet_settings_run(device="cpu", dtype_name="fp32", size=128, steps=1, kind="tiny",
                              settings=("classic attention", "sdpa", "channels_last", "fuse_qkv"))
@@ -73,7 +74,7 @@ def test_speed_settings_table_adds_one_setting_per_row(tiny_models: tuple) -> No
 
 
 def test_vae_decode_table_has_a_row_per_dtype(tiny_models: tuple) -> None:
-    from sdxl_mcp.engine.benchwork import vae_decode_run
+    from sdxl_mcp.bench.fullsize import vae_decode_run
 
     rows = vae_decode_run(device="cpu", size=128, kind="tiny", dtypes=("fp32", "bf16"))
     assert [r["dtype"] for r in rows] == ["fp32", "bf16"]
@@ -122,3 +123,14 @@ def test_full_size_report_has_the_speed_settings_and_vae_tables(
     assert "+ compile" not in [r["setting"] for r in speed]  # --skip-compile
     assert "+ channels_last" in [r["setting"] for r in speed]
     assert "speed settings: base UNet" in proc.stdout and "VAE decode" in proc.stdout
+
+
+def test_the_bench_package_and_its_parser_load_neither_torch_nor_the_mcp_sdk() -> None:
+    code = (
+        "import sys; from sdxl_mcp.bench import build_parser; build_parser(); "
+        "print('torch' in sys.modules, 'mcp' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "False"]

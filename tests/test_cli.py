@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from sdxl_mcp.storage import parse_infotext
+from sdxl_mcp.library import parse_infotext
 
 
 def run_cli(*args: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -100,7 +100,8 @@ def test_make_tiny_models_writes_loadable_folders(tmp_path: Path) -> None:
 def test_gpu_reports_the_precision_decision(tiny_models: tuple, tmp_path: Path) -> None:
     proc = run_cli("gpu", tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
-    assert report["precision"] == "fp32"
-    assert report["device"] == "cpu"
-    assert "CPU" in report["precision_reason"]
+    report = json.loads(proc.stdout)  # what the gpu_status tool returns
+    assert report["precision"]["dtype"] == "fp32"
+    assert report["precision"]["device"] == "cpu"
+    assert "CPU" in report["precision"]["reason"]
+    assert report["engine"]["state"] == "not_loaded"  # planned, not loaded

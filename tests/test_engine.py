@@ -230,7 +230,7 @@ def test_missing_model_folder_names_the_setting(make_settings: Callable[..., Any
     with pytest.raises(ModelUnavailable, match="SDXL_MCP_BASE_MODEL"):
         engine.load()
     assert engine.state == "failed"
-    assert "SDXL_MCP_BASE_MODEL" in (engine.status()["error"] or "")
+    assert "SDXL_MCP_BASE_MODEL" in (engine.status().error or "")
 
 
 def test_unreachable_hub_model_names_the_setting(make_settings: Callable[..., Any]) -> None:

@@ -19,16 +19,10 @@ import pytest
 from mcp import Client
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 from PIL import Image
+from tests.env import clean_environ, isolated_environ
+from tests.fakes import GatedBackend
 
-from helpers_http import (
-    STARTUP_LIMIT_S,
-    GatedBackend,
-    LiveServer,
-    clean_environ,
-    isolated_environ,
-    serve,
-    tiny_settings,
-)
+from helpers_http import STARTUP_LIMIT_S, LiveServer, serve, tiny_settings
 from sdxl_mcp.errors import SettingsError
 from sdxl_mcp.http import build_http_app
 from sdxl_mcp.service import ImageService

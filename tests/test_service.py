@@ -15,9 +15,9 @@ from PIL import Image
 from tests.fakes import GatedBackend
 
 from sdxl_mcp.errors import Busy, NoImageFound, NotFound
+from sdxl_mcp.library import parse_infotext
 from sdxl_mcp.schemas import GenerationRequest
 from sdxl_mcp.service import ImageService
-from sdxl_mcp.storage import parse_infotext
 
 pytestmark = pytest.mark.anyio
 

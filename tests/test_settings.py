@@ -217,6 +217,88 @@ def test_pexels_key_is_not_echoed(monkeypatch: pytest.MonkeyPatch, render: Any) 
     assert SECRET not in render(load_settings())
 
 
+KEY_REFUSED = "contains spaces or characters a key cannot have: copy it again from pexels.com/api."
+
+
+@pytest.mark.parametrize("env_name", ["PEXELS_API_KEY", "SDXL_MCP_PEXELS_API_KEY"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param(f"{SECRET} extra", id="inner-space"),
+        pytest.param(f"{SECRET}\r\nX-Injected: 1", id="header-injection"),
+        pytest.param(f"{SECRET}\tx", id="tab"),
+        pytest.param(f"{SECRET}é", id="non-ascii"),
+        pytest.param(f"{SECRET}\x7f", id="control"),
+    ],
+)
+def test_pexels_key_that_cannot_be_sent_stops_start_up_without_echoing_it(
+    monkeypatch: pytest.MonkeyPatch, env_name: str, bad: str
+) -> None:
+    monkeypatch.setenv(env_name, bad)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    message = str(info.value)
+    assert message == (
+        f"invalid setting SDXL_MCP_PEXELS_API_KEY (or PEXELS_API_KEY): {KEY_REFUSED}"
+    )
+    assert SECRET not in message and SECRET not in repr(info.value)
+    assert info.value.__cause__ is None
+
+
+def test_pexels_key_passed_as_an_override_is_checked_too() -> None:
+    with pytest.raises(SettingsError, match="PEXELS_API_KEY") as info:
+        load_settings(pexels_api_key=f"{SECRET} {SECRET}")
+    assert SECRET not in str(info.value)
+
+
+def test_pexels_key_surrounding_whitespace_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PEXELS_API_KEY", f"  {SECRET}\n")
+    key = load_settings().pexels_api_key
+    assert key is not None and key.get_secret_value() == SECRET
+
+
+URL_REFUSED = "must be an http(s) URL such as https://api.pexels.com/v1."
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "ftp://example.com/v1",
+        "api.pexels.com/v1",  # no scheme
+        "https://",  # no host
+        "http:///v1",
+        "https://api.pexels.com/ v1",
+        "https://[::1/v1",  # unclosed IPv6 bracket
+        "file:///etc/passwd",
+    ],
+)
+def test_pexels_base_url_must_be_http_with_a_host(
+    monkeypatch: pytest.MonkeyPatch, bad: str
+) -> None:
+    monkeypatch.setenv("SDXL_MCP_PEXELS_BASE_URL", bad)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"invalid setting SDXL_MCP_PEXELS_BASE_URL: {URL_REFUSED}")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("https://api.pexels.com/v1", "https://api.pexels.com/v1"),
+        ("  http://127.0.0.1:9999/v1 ", "http://127.0.0.1:9999/v1"),
+        ("HTTPS://proxy.example.com/pexels/", "HTTPS://proxy.example.com/pexels/"),
+        ("http://[::1]:8080/v1", "http://[::1]:8080/v1"),
+    ],
+)
+def test_pexels_base_url_accepts_http_and_https(
+    monkeypatch: pytest.MonkeyPatch, raw: str, expected: str
+) -> None:
+    monkeypatch.setenv("SDXL_MCP_PEXELS_BASE_URL", raw)
+    assert load_settings().pexels_base_url == expected
+
+
 def test_http_token_is_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SDXL_MCP_HTTP_TOKEN", SECRET)
     settings = load_settings()

@@ -19,8 +19,9 @@ from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult, ImageContent, ResourceLink, TextContent
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 from PIL import Image
+from tests.env import server_env
 
-from helpers_http import STARTUP_LIMIT_S, clean_environ
+from helpers_http import STARTUP_LIMIT_S
 
 SERVE = ["-m", "sdxl_mcp.cli", "serve"]
 GENERATE_ARGS = {"prompt": "a lighthouse at dawn", "width": 256, "height": 256,
@@ -28,18 +29,8 @@ GENERATE_ARGS = {"prompt": "a lighthouse at dawn", "width": 256, "height": 256,
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def server_env(root: Path) -> dict[str, str]:
-    """The subprocess's environment: tiny models, files under ``root``, hub offline."""
-    return {
-        **clean_environ(),
-        "SDXL_MCP_BASE_MODEL": "tiny-random",
-        "SDXL_MCP_REFINER_MODEL": "tiny-random",
-        "SDXL_MCP_OUTPUT_DIR": str(root / "images"),
-        "SDXL_MCP_LOG_DIR": str(root / "logs"),
-        "SDXL_MCP_PRELOAD": "false",
-        # A tiny generation on a busy CPU can take a minute: always wait for the result.
-        "SDXL_MCP_MAX_WAIT_S": "600",
-    }
+#: A tiny generation on a busy CPU can take a minute: always wait for the result.
+WAIT = {"SDXL_MCP_MAX_WAIT_S": "600"}
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +42,7 @@ def generation(
 
     root = tmp_path_factory.mktemp("stdio")
     params = StdioServerParameters(
-        command=sys.executable, args=SERVE, env=server_env(root), cwd=str(root)
+        command=sys.executable, args=SERVE, env=server_env(root, **WAIT), cwd=str(root)
     )
     events: list[tuple[float, float | None]] = []
 
@@ -134,7 +125,7 @@ def test_resource_link_reads_back_the_full_png(generation: dict[str, Any]) -> No
 def raw_server(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
     process = subprocess.Popen(
         [sys.executable, *SERVE],
-        env=server_env(tmp_path), cwd=tmp_path, text=True, bufsize=1,
+        env=server_env(tmp_path, **WAIT), cwd=tmp_path, text=True, bufsize=1,
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
     )
     try:

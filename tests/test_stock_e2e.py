@@ -30,9 +30,10 @@ from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult
 from PIL import Image
 from pydantic import BaseModel
+from tests.env import server_env
 
 from fake_pexels import KEY, PHOTOS, RATE_LIMIT, RATE_RESET_IN_S, FakePexels
-from helpers_http import clean_environ, serve
+from helpers_http import serve
 from sdxl_mcp.errors import (
     NoImageFound,
     StockAuthError,
@@ -40,12 +41,12 @@ from sdxl_mcp.errors import (
     StockRateLimited,
     StockUnavailable,
 )
+from sdxl_mcp.library import TEMP_PREFIX
 from sdxl_mcp.schemas import StockSearchRequest
 from sdxl_mcp.server import build_server
 from sdxl_mcp.service import ImageService
 from sdxl_mcp.settings import Settings
 from sdxl_mcp.stock.pexels import default_http_client
-from sdxl_mcp.storage import TEMP_PREFIX
 
 GUIDE_MESSAGE = "No image found. Ensure PEXELS_API_KEY is set or GPU available"
 KEY_MISSING = "PEXELS_API_KEY is not set: get a free key at pexels.com/api"
@@ -108,17 +109,8 @@ def closed_port() -> int:
 
 
 def subprocess_env(root: Path, fake: FakePexels, *, key: str | None = KEY) -> dict[str, str]:
-    env = {
-        **clean_environ(),  # keeps PATH and SDXL_MCP_TINY_CACHE, drops the developer's settings
-        "SDXL_MCP_BASE_MODEL": "tiny-random",
-        "SDXL_MCP_REFINER_MODEL": "tiny-random",
-        "SDXL_MCP_OUTPUT_DIR": str(root / "images"),
-        "SDXL_MCP_LOG_DIR": str(root / "logs"),
-        "SDXL_MCP_PRELOAD": "false",
-        "SDXL_MCP_MAX_WAIT_S": "600",
-        "SDXL_MCP_PEXELS_BASE_URL": fake.base_url,
-        "HF_HUB_OFFLINE": "1",
-    }
+    """``tests.env.server_env`` pointed at ``fake``, with ``key`` as the Pexels key."""
+    env = server_env(root, SDXL_MCP_MAX_WAIT_S="600", SDXL_MCP_PEXELS_BASE_URL=fake.base_url)
     if key is not None:
         env["PEXELS_API_KEY"] = key
     return env

@@ -1,4 +1,8 @@
-"""Tests for sdxl_mcp.storage: real files in tmp_path, no GPU, no network."""
+"""Tests for the library's files, infotext and catalog (sdxl_mcp.library).
+
+Real files in tmp_path, no GPU, no network. Stock photo saving is tested in
+tests/test_stock_photos.py.
+"""
 
 from __future__ import annotations
 
@@ -14,18 +18,17 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from sdxl_mcp import storage
 from sdxl_mcp.errors import StorageError
-from sdxl_mcp.storage import (
+from sdxl_mcp.library import (
     CATALOG_FILENAME,
     SCHEMA_VERSION,
     CatalogRecord,
     ImageStore,
     InfotextParams,
     SavedImage,
+    files,
     format_infotext,
     parse_infotext,
-    request_key,
 )
 
 TRICKY_PROMPT = 'a cat, sitting: on a "mat"\nsecond line, with commas: and colons'
@@ -127,11 +130,6 @@ def test_parse_infotext_without_parameter_line_is_all_prompt() -> None:
     }
 
 
-def test_request_key_ignores_dict_order_and_sees_value_changes() -> None:
-    assert request_key({"a": 1, "b": "x"}) == request_key({"b": "x", "a": 1})
-    assert request_key({"a": 1}) != request_key({"a": 2})
-
-
 # ---------------------------------------------------------------- saving
 
 
@@ -170,7 +168,7 @@ def test_concurrent_saves_with_same_seed_never_collide(store: ImageStore) -> Non
 def test_saves_in_the_same_microsecond_get_numbered_names(
     store: ImageStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(storage, "_utc_stamp", lambda: "20261126T005227123456Z")
+    monkeypatch.setattr(files, "_utc_stamp", lambda: "20261126T005227123456Z")
     barrier = threading.Barrier(8)
     names: list[str] = []
 
@@ -202,7 +200,7 @@ def test_failed_fsync_leaves_nothing_and_raises_storage_error(
     def disk_full(fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(storage.os, "fsync", disk_full)
+    monkeypatch.setattr(files.os, "fsync", disk_full)
     with pytest.raises(StorageError, match="Free disk space") as info:
         store.save_image(_image(), seed=1, infotext="x")
     assert str(store.output_dir) in str(info.value)
@@ -247,7 +245,7 @@ def test_unwritable_output_dir_raises_storage_error_even_as_root(
             raise PermissionError(errno.EACCES, "Permission denied")
         return real_open(path, flags, mode)
 
-    monkeypatch.setattr(storage.os, "open", refuse_temp)
+    monkeypatch.setattr(files.os, "open", refuse_temp)
     with pytest.raises(StorageError, match="not writable: Permission denied"):
         ImageStore(tmp_path / "out")
 
@@ -281,7 +279,7 @@ def test_publish_falls_back_to_replace_without_hard_links(
     def no_links(src: object, dst: object) -> None:
         raise OSError(errno.EPERM, "Operation not permitted")
 
-    monkeypatch.setattr(storage.os, "link", no_links)
+    monkeypatch.setattr(files.os, "link", no_links)
     first = store.save_bytes(b"one", name_hint="photo", suffix=".jpg")
     second = store.save_bytes(b"two", name_hint="photo", suffix=".jpg")
     assert (first.read_bytes(), second.read_bytes()) == (b"one", b"two")
@@ -311,19 +309,6 @@ def test_catalog_row_matches_saved_file(store: ImageStore) -> None:
     assert row.sha256 == hashlib.sha256(saved.path.read_bytes()).hexdigest()
     assert row.parameters == {"steps": 50}
     assert (row.width, row.height, row.source) == (16, 8, "sdxl")
-
-
-def test_find_by_request_key_returns_newest_whose_file_exists(store: ImageStore) -> None:
-    key = request_key({"prompt": "a cat", "seed": 5})
-    older = store.save_image(_image(), seed=5, infotext=None)
-    newer = store.save_image(_image(), seed=5, infotext=None)
-    newest = store.save_image(_image(), seed=5, infotext=None)
-    for saved in (older, newer, newest):
-        _catalogue(store, saved, seed=5, request_key=key)
-    newest.path.unlink()
-    found = store.catalog.find_by_request_key(key)
-    assert found is not None and found.name == newer.name
-    assert store.catalog.find_by_request_key("no-such-key") is None
 
 
 def test_find_by_source_id_finds_stock_photo(store: ImageStore) -> None:

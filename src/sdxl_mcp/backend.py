@@ -2,7 +2,10 @@
 
 The in-process engine (``engine.sdxl.SDXLEngine``) is the default backend; a
 scale-out backend (Ray Serve) implements the same protocol, so the service,
-queue and transports do not change. Nothing here imports torch.
+queue and transports do not change. Nothing here imports torch: the engine and
+the cluster are imported by :func:`make_backend` (and the two small seams below
+it) when they are first needed, and a light install without the engine extra
+gets one sentence naming the extra instead of a ``ModuleNotFoundError``.
 """
 
 from __future__ import annotations
@@ -10,14 +13,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from PIL import Image
 
-from sdxl_mcp.schemas import GenerationRequest
+from sdxl_mcp.errors import ModelUnavailable
+from sdxl_mcp.schemas import EngineStateName, EngineStatus, GenerationRequest
+
+if TYPE_CHECKING:
+    from sdxl_mcp.settings import Settings
 
 Stage = Literal["base", "refiner"]
-EngineStateName = Literal["not_loaded", "loading", "ready", "failed"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,9 @@ class EngineOutput:
 class Backend(Protocol):
     """What the service needs from a generation backend."""
 
+    #: Generations it runs at once (1 locally, REPLICAS on Ray): the service's slots.
+    capacity: int
+
     def load(self) -> None:
         """Load the models (blocking); safe to call again once loaded."""
 
@@ -90,9 +100,75 @@ class Backend(Protocol):
         """Run one generation (blocking); raises ``SdxlMcpError`` subclasses."""
         ...
 
-    def status(self) -> dict[str, Any]:
-        """Engine state for ``gpu_status``."""
+    def status(self, plan: bool = False) -> EngineStatus:
+        """Engine state for ``gpu_status``. ``plan=True``: a backend that has not
+        loaded yet works out its load plan (device, precision) without loading."""
         ...
 
     @property
     def state(self) -> EngineStateName: ...
+
+
+#: What a light install (no torch) says, at start-up and on every generation.
+ENGINE_EXTRA_MISSING = (
+    "Image generation needs the engine extra, which is not installed: run "
+    "pip install 'sdxl-mcp[engine]' (on a GPU, install the CUDA build of torch first)."
+)
+RAY_EXTRA_MISSING = (
+    "SDXL_MCP_BACKEND=ray needs the ray extra, which is not installed: run "
+    "pip install 'sdxl-mcp[ray]'."
+)
+_ENGINE_MODULES = ("torch", "diffusers", "transformers", "accelerate", "safetensors")
+
+
+def engine_installed() -> bool:
+    """Whether the engine extra's packages are importable (imports none of them)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in _ENGINE_MODULES)
+
+
+def make_backend(settings: Settings) -> Backend:
+    """The backend ``settings.backend`` names; blocking (imports torch or ray).
+
+    A missing extra is a :class:`ModelUnavailable` naming the extra to install.
+    """
+    if settings.backend == "ray":
+        try:
+            from sdxl_mcp.cluster.ray_backend import RayBackend
+        except ImportError as exc:
+            raise ModelUnavailable(RAY_EXTRA_MISSING) from exc
+        return RayBackend(settings)
+    if not engine_installed():
+        raise ModelUnavailable(ENGINE_EXTRA_MISSING)
+    try:
+        from sdxl_mcp.engine.sdxl import SDXLEngine
+    except ImportError as exc:  # installed but broken (e.g. a torch the others reject)
+        raise ModelUnavailable(
+            f"The engine extra could not be imported ({exc}); reinstall it with "
+            "pip install 'sdxl-mcp[engine]'."
+        ) from None
+    return SDXLEngine(settings)
+
+
+def backend_capacity(settings: Settings) -> int:
+    """Slots the configured backend will offer, known before it is built."""
+    return settings.replicas if settings.backend == "ray" else 1
+
+
+def nvml_devices() -> list[dict[str, Any]]:
+    """GPUs as NVML sees them ([] without a driver or without the engine extra)."""
+    try:
+        from sdxl_mcp.engine.gpu import nvml_devices as read
+    except ImportError:
+        return []
+    return read()
+
+
+def write_tiny_models(directory: Path) -> tuple[Path, Path]:
+    """``sdxl-mcp make-tiny-models``: tiny random-weight SDXL base and refiner folders."""
+    if not engine_installed():
+        raise ModelUnavailable(ENGINE_EXTRA_MISSING)
+    from sdxl_mcp.engine.tiny import write_tiny_models as write
+
+    return write(directory)

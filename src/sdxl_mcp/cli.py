@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import select
@@ -75,9 +74,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="HTTP bind address (default SDXL_MCP_HTTP_HOST)")
     serve.add_argument("--port", type=int, help="HTTP port (default SDXL_MCP_HTTP_PORT)")
 
-    from sdxl_mcp import bench
-
-    bench.add_arguments(sub.add_parser("bench", help="measure overhead, start-up, GPU speed"))
+    # The bench parses its own arguments: `serve` never imports the harness.
+    bench = sub.add_parser("bench", add_help=False,
+                           help="measure overhead, start-up, GPU speed (see bench --help)")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
 
     tiny = sub.add_parser("make-tiny-models", help="write tiny random-weight SDXL models")
     tiny.add_argument("directory", type=Path)
@@ -92,6 +92,11 @@ _REQUEST_OPTIONS = (
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        from sdxl_mcp.bench.cli import main as bench_main
+
+        return bench_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         settings = load_settings()
@@ -108,10 +113,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(settings, args)
         if args.command == "stock":
             return _stock(settings, args)
-        if args.command == "bench":
-            from sdxl_mcp import bench
-
-            return bench.run(args)
         if args.command == "make-tiny-models":
             return _make_tiny(args.directory)
     except SdxlMcpError as exc:
@@ -187,7 +188,8 @@ def _stock(settings: Settings, args: argparse.Namespace) -> int:
     import anyio
 
     from sdxl_mcp.schemas import StockSearchRequest, StockSearchResult
-    from sdxl_mcp.service import PEXELS_KEY_MISSING, ImageService
+    from sdxl_mcp.service import ImageService
+    from sdxl_mcp.stock.pexels import KEY_MISSING_MESSAGE
 
     try:
         request = StockSearchRequest(
@@ -198,7 +200,7 @@ def _stock(settings: Settings, args: argparse.Namespace) -> int:
         return _fail(describe_validation_error(exc), code=2)
 
     if settings.pexels_api_key is None:
-        return _fail(PEXELS_KEY_MISSING)
+        return _fail(KEY_MISSING_MESSAGE)
 
     async def run() -> StockSearchResult | SdxlMcpError:
         async with ImageService(settings.model_copy(update={"preload": False})) as service:
@@ -319,15 +321,22 @@ class _StdinRelay:
 
 
 def _gpu(settings: Settings) -> int:
-    from sdxl_mcp.engine.sdxl import hardware_report
+    """What the gpu_status tool returns, plus the load plan (nothing is loaded)."""
+    import anyio
 
-    report = hardware_report(settings)
-    sys.stdout.write(json.dumps(report, indent=2) + "\n")
-    return 0 if "error" not in report else 1
+    from sdxl_mcp.service import ImageService
+
+    async def run() -> Any:
+        async with ImageService(settings.model_copy(update={"preload": False})) as service:
+            return await service.gpu_status(plan=True)
+
+    report = anyio.run(run)
+    sys.stdout.write(report.model_dump_json(indent=2) + "\n")
+    return 0 if report.engine.error is None else 1
 
 
 def _make_tiny(directory: Path) -> int:
-    from sdxl_mcp.engine.tiny import write_tiny_models
+    from sdxl_mcp.backend import write_tiny_models
 
     base, refiner = write_tiny_models(directory)
     sys.stdout.write(f"{base}\n{refiner}\n")

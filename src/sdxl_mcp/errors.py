@@ -133,6 +133,14 @@ class StockAuthError(StockError):
     code = "stock_auth"
 
 
+class StockRequestRejected(StockError):
+    """Pexels refused the request itself (a 4xx other than auth and rate limit):
+    the query or its filters must change, so it is the caller's to fix."""
+
+    code = "stock_request_rejected"
+    http_status = 422
+
+
 class StockRateLimited(StockError):
     code = "stock_rate_limited"
     retryable = True

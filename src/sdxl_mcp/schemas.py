@@ -7,6 +7,7 @@ that names the field and the bound.
 
 from __future__ import annotations
 
+import json
 import math
 import unicodedata
 from typing import Annotated, Any, Literal
@@ -60,10 +61,56 @@ _NUMBER_FIELDS = (
 )
 
 
+# ------------------------------------------------------- null means the default
+# The one rule for every transport: a JSON null for a field that has a default
+# means "use the default" (the quality preset's, when one is chosen), so clients
+# that send every argument can still let a preset decide. The model applies it
+# when validating and publishes it in its JSON Schema, which is what the MCP
+# tool's input schema and the OpenAPI document are made of.
+def null_means_default(model: type[BaseModel]) -> frozenset[str]:
+    """The fields of ``model`` where null means the default: every optional one."""
+    return frozenset(name for name, info in model.model_fields.items() if not info.is_required())
+
+
+def without_default_nulls(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` less the nulls that mean "the default" (so the default applies)."""
+    defaulted = null_means_default(model)
+    return {k: v for k, v in data.items() if v is not None or k not in defaulted}
+
+
+#: Fields a quality preset sets: their published default is null, so a client
+#: that fills in every default does not override the preset it chose.
+_PRESET_FIELDS = frozenset(key for preset in QUALITY_PRESETS.values() for key in preset)
+
+
+def _publish_null_means_default(schema: dict[str, Any], model: type[Any]) -> None:
+    """Mark the defaulted fields nullable in the model's JSON Schema."""
+    properties = schema.get("properties", {})
+    for name in null_means_default(model) & properties.keys():
+        prop = properties[name]
+        if not _allows_null(prop):
+            outer = {k: prop.pop(k) for k in ("default", "description", "title") if k in prop}
+            properties[name] = prop = {"anyOf": [prop, {"type": "null"}], **outer}
+        if name in _PRESET_FIELDS and prop.get("default") is not None:
+            default = prop.pop("default")
+            prop["description"] = (f"{prop.get('description', '')} Default {json.dumps(default)} "
+                                   "(or the quality preset's).").strip()
+            prop["default"] = None
+
+
+def _allows_null(prop: dict[str, Any]) -> bool:
+    return prop.get("type") == "null" or any(_allows_null(p) for p in prop.get("anyOf", ()))
+
+
 class GenerationRequest(BaseModel):
     """One image request (DESIGN.md "Request"); MCP defaults."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        frozen=True,
+        json_schema_extra=_publish_null_means_default,
+    )
 
     prompt: Prompt = Field(description="What the image should show (1-500 characters).")
     negative_prompt: NegativePrompt | None = Field(
@@ -163,22 +210,14 @@ class GenerationRequest(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _apply_preset(cls, data: Any) -> Any:
-        """Fill preset values for the fields the caller did not give.
-
-        A JSON ``null`` for a field that has a default means "use the default"
-        (the preset's value when a preset is chosen), so clients that send every
-        argument can still let a preset decide.
-        """
+        """Fill preset values for the fields the caller did not give (null = not given)."""
         if not isinstance(data, dict):
             return data
-        given = {k: v for k, v in data.items() if v is not None or k in _NULLABLE}
+        given = without_default_nulls(cls, data)
         preset = given.get("quality")
         if isinstance(preset, str) and preset in QUALITY_PRESETS:
             return {**QUALITY_PRESETS[preset], **given}
         return given
-
-
-_NULLABLE = frozenset({"negative_prompt", "quality", "seed"})
 
 
 class RestGenerationRequest(GenerationRequest):
@@ -367,13 +406,46 @@ class StockSearchResult(BaseModel):
 
 
 # ------------------------------------------------------------------ status
+EngineStateName = Literal["not_loaded", "loading", "ready", "failed"]
+
+
+class EngineStatus(BaseModel):
+    """Engine state for ``gpu_status``; backends fill what they know.
+
+    ``state`` is always set; the precision fields are the load plan's decision
+    (known once the models load, or when a status is asked for ``plan=True``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    state: EngineStateName
+    error: str | None = None
+    backend: Literal["local", "ray"] = "local"
+    base_model: str | None = None
+    refiner_model: str | None = None
+    refinement: Literal["ENABLED", "DISABLED"] | None = None
+    device: str | None = None
+    dtype: str | None = None
+    precision_reason: str | None = None
+    precision_warning: str | None = None
+    parameters: int | None = None
+    weights_gb: float | None = None
+    load_time_s: float | None = None
+    cuda_available: bool | None = None
+    # The Ray backend's view of its replicas.
+    ray_address: str | None = None
+    replicas_wanted: int | None = None
+    replica_states: dict[str, Any] | None = None
+    replicas: list[dict[str, Any]] | None = None
+
+
 class GpuStatus(BaseModel):
     """What ``gpu_status`` reports; works with no GPU and no NVML."""
 
     cuda_available: bool | None = None
     devices: list[dict[str, Any]] = Field(default_factory=list)
     precision: dict[str, Any] = Field(default_factory=dict)
-    engine: dict[str, Any] = Field(default_factory=dict)
+    engine: EngineStatus
     queue: dict[str, Any] = Field(default_factory=dict)
     last_generation_time: float | None = None
     pexels: dict[str, Any] = Field(default_factory=dict)

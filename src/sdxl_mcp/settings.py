@@ -1,7 +1,11 @@
 """Settings from the environment (prefix ``SDXL_MCP_``) and ``.env``.
 
 Read once by the CLI; every other module receives a ``Settings`` instance.
-An invalid value stops start-up with one line naming the variable.
+An invalid value stops start-up with one line naming the variable; a secret
+(the Pexels key, the HTTP token) is never quoted in that line. The Pexels key
+and base URL are checked here (:func:`check_pexels_key`,
+:func:`check_pexels_base_url`), so a key that cannot go into a header or a URL
+that is not http(s) stops the server at start-up, not at the first search.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -20,6 +25,40 @@ from sdxl_mcp.errors import SettingsError
 ENV_PREFIX = "SDXL_MCP_"
 TINY_MODEL = "tiny-random"
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+DEFAULT_PEXELS_BASE_URL = "https://api.pexels.com/v1"
+# Visible ASCII only: anything else cannot go into a header and would make
+# h11 raise an error whose text contains the header value (the key).
+_VISIBLE_ASCII_RE = re.compile(r"^[\x21-\x7e]+$")
+#: Stock search without a key (the client and the service say it the same way).
+PEXELS_KEY_MISSING = "PEXELS_API_KEY is not set: get a free key at pexels.com/api"
+#: What is wrong with a key / base URL (the variable's name goes in front).
+PEXELS_KEY_INVALID = (
+    "contains spaces or characters a key cannot have: copy it again from pexels.com/api."
+)
+PEXELS_BASE_URL_INVALID = f"must be an http(s) URL such as {DEFAULT_PEXELS_BASE_URL}."
+#: Fields whose value never appears in an error line.
+_SECRET_FIELDS = frozenset({"pexels_api_key", "http_token"})
+
+
+def check_pexels_key(key: str) -> str:
+    """The key without surrounding whitespace; ValueError unless visible ASCII."""
+    key = key.strip()
+    if not _VISIBLE_ASCII_RE.match(key):
+        raise ValueError(PEXELS_KEY_INVALID)
+    return key
+
+
+def check_pexels_base_url(url: str) -> str:
+    """The URL without surrounding whitespace; ValueError unless http(s) with a host."""
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        host = None
+    if not host or parts.scheme not in ("http", "https") or not _VISIBLE_ASCII_RE.match(url):
+        raise ValueError(PEXELS_BASE_URL_INVALID)
+    return url
 
 
 def default_output_dir() -> Path:
@@ -59,7 +98,7 @@ class Settings(BaseSettings):
     pexels_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("SDXL_MCP_PEXELS_API_KEY", "PEXELS_API_KEY")
     )
-    pexels_base_url: str = "https://api.pexels.com/v1"
+    pexels_base_url: str = DEFAULT_PEXELS_BASE_URL
     pexels_cache_ttl_s: float = Field(
         300.0, ge=0, description="how long repeated Pexels searches are answered from memory"
     )
@@ -110,6 +149,16 @@ class Settings(BaseSettings):
     def _empty_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("pexels_api_key")
+    @classmethod
+    def _check_pexels_key(cls, value: SecretStr | None) -> SecretStr | None:
+        return None if value is None else SecretStr(check_pexels_key(value.get_secret_value()))
+
+    @field_validator("pexels_base_url")
+    @classmethod
+    def _check_pexels_base_url(cls, value: str) -> str:
+        return check_pexels_base_url(value)
+
     @field_validator("http_allowed_hosts", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
@@ -133,12 +182,15 @@ class Settings(BaseSettings):
 
 def _describe(error: dict[str, Any]) -> str:
     field = str(error["loc"][0]) if error.get("loc") else "?"
+    # A field read through an alias is reported under the alias (an env var name).
+    field = field.lower().removeprefix(ENV_PREFIX.lower())
     env_name = ENV_PREFIX + field.upper()
     if field == "pexels_api_key":
         env_name = "SDXL_MCP_PEXELS_API_KEY (or PEXELS_API_KEY)"
     message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
     got = error.get("input")
-    got_text = "" if isinstance(got, dict) or got is None else f" (got {str(got)[:60]!r})"
+    hidden = isinstance(got, dict) or got is None or field in _SECRET_FIELDS
+    got_text = "" if hidden else f" (got {str(got)[:60]!r})"
     return f"{env_name}: {message}{got_text}"
 
 

@@ -25,9 +25,9 @@ from typing import Any
 import anyio
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 from PIL import Image
-from tests.helpers_http import clean_environ
+from tests.env import server_env
 
-from sdxl_mcp.storage import CATALOG_FILENAME, TEMP_PREFIX
+from sdxl_mcp.library import CATALOG_FILENAME, TEMP_PREFIX
 
 #: The smallest request the schema allows: the cheapest real generation.
 SMALL: dict[str, Any] = {"width": 256, "height": 256, "num_inference_steps": 20}
@@ -146,21 +146,6 @@ class UnetGate:
 
 
 # ------------------------------------------------------ stdio server process
-def server_env(root: Path, **extra: str) -> dict[str, str]:
-    """Environment for ``sdxl-mcp serve``: tiny models, files under ``root``, offline."""
-    env = {
-        **clean_environ(),
-        "SDXL_MCP_BASE_MODEL": "tiny-random",
-        "SDXL_MCP_REFINER_MODEL": "tiny-random",
-        "SDXL_MCP_OUTPUT_DIR": str(root / "images"),
-        "SDXL_MCP_LOG_DIR": str(root / "logs"),
-        "SDXL_MCP_PRELOAD": "false",
-        "SDXL_MCP_WARMUP": "false",
-    }
-    env.update(extra)
-    return env
-
-
 class StdioServer:
     """``python -m sdxl_mcp.cli serve`` spoken to over its pipes as raw JSON-RPC.
 
@@ -175,7 +160,7 @@ class StdioServer:
         self._stderr = self.stderr_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "sdxl_mcp.cli", "serve"],
-            env=server_env(root, **env), cwd=root,
+            env=server_env(root, **{"SDXL_MCP_WARMUP": "false", **env}), cwd=root,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
         )
         self._lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
@@ -302,8 +287,8 @@ def pid_alive(pid: int) -> bool:
 class OsProxy:
     """Stands in for the ``os`` module inside one module: some calls replaced.
 
-    ``monkeypatch.setattr(sdxl_mcp.storage, "os", OsProxy(...))`` faults the
-    storage layer's own system calls and nothing else in the process.
+    ``monkeypatch.setattr(sdxl_mcp.library.files, "os", OsProxy(...))`` faults the
+    file store's own system calls and nothing else in the process.
     """
 
     def __init__(self, real: Any, **overrides: Callable[..., Any]) -> None:

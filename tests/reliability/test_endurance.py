@@ -104,8 +104,8 @@ async def test_fifty_generations_keep_memory_and_file_handles_flat(
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),
-            "device": engine.get("device"),
-            "dtype": engine.get("dtype"),
+            "device": engine.device,
+            "dtype": engine.dtype,
             # Timings are only comparable on a quiet machine: this says how quiet it was.
             "load_avg_1min": {"start": round(load_at_start, 2),
                               "end": round(os.getloadavg()[0], 2)},

@@ -2,7 +2,7 @@
 
 Everything goes through the MCP server (the in-memory client, or streamable
 HTTP on loopback) over the real tiny SDXL engine on CPU: the UNet forwards and
-the VAE decode of the loaded pipelines, the storage layer's own system calls,
+the VAE decode of the loaded pipelines, the file store's own system calls,
 the catalog's SQLite connection, the Pexels HTTP server (a fake on loopback)
 and the client's connection.
 """
@@ -45,8 +45,8 @@ from tests.reliability.support_faults import (
     wait_until,
 )
 
-import sdxl_mcp.storage
 from sdxl_mcp.engine.sdxl import SDXLEngine
+from sdxl_mcp.library import files as file_store
 from sdxl_mcp.server import build_server
 from sdxl_mcp.service import ImageService
 
@@ -230,18 +230,18 @@ def _inject(fault: str, service: ImageService, patch: pytest.MonkeyPatch) -> Non
     store = service.store  # opened before the fault, as on a server that has been up
     folder = store.output_dir
     if fault == "disk-full-png":
-        patch.setattr(sdxl_mcp.storage, "os", OsProxy(os, fdopen=disk_fills_on_write(1)))
+        patch.setattr(file_store, "os", OsProxy(os, fdopen=disk_fills_on_write(1)))
     elif fault == "disk-full-sidecar":
-        patch.setattr(sdxl_mcp.storage, "os", OsProxy(os, fdopen=disk_fills_on_write(2)))
+        patch.setattr(file_store, "os", OsProxy(os, fdopen=disk_fills_on_write(2)))
     elif fault == "disk-full-catalog":
         patch.setattr(store.catalog, "_conn", FullCatalogConnection(store.catalog._conn))
     elif fault == "read-only-create":
         denied = PermissionError(errno.EACCES, os.strerror(errno.EACCES))
-        patch.setattr(sdxl_mcp.storage, "os", OsProxy(os, open=refuse_creating_in(folder, denied)))
+        patch.setattr(file_store, "os", OsProxy(os, open=refuse_creating_in(folder, denied)))
     elif fault == "read-only-publish":
         erofs = OSError(errno.EROFS, os.strerror(errno.EROFS))
-        patch.setattr(sdxl_mcp.storage, "os", OsProxy(os, link=refuse(erofs),
-                                                       replace=refuse(erofs)))
+        patch.setattr(file_store, "os", OsProxy(os, link=refuse(erofs),
+                                                replace=refuse(erofs)))
     else:
         raise AssertionError(fault)
 
@@ -269,7 +269,7 @@ async def test_storage_fault_is_a_clear_error_with_no_partial_file_then_recovers
 
 # ------------------------------------------------ cancel, disconnect, timeout
 def _only_job(service: ImageService) -> Any:
-    jobs = list(service._jobs.values())
+    jobs = service.jobs.all()
     assert len(jobs) == 1, jobs
     return jobs[0]
 
@@ -372,7 +372,7 @@ async def test_cancelling_a_queued_job_frees_its_place_at_once(
                 assert_succeeded(result)
         finally:
             gate.open()  # before the server shuts down, or it waits for the engine
-    states = sorted(job.state for job in service._jobs.values())
+    states = sorted(job.state for job in service.jobs.all())
     assert states == ["cancelled", "cancelled", "succeeded", "succeeded"]
     assert len(image_files(service.settings.output_dir)) == 2
 
@@ -437,7 +437,7 @@ async def test_connection_dropped_without_cancel_does_not_wedge_the_server(
                 assert response.status_code == 200
                 async for _ in response.aiter_bytes():
                     break  # the first event arrived: the call is in flight
-                await wait_until(lambda: len(service._jobs) == 1, what="the job")
+                await wait_until(lambda: len(service.jobs.all()) == 1, what="the job")
             # The connection is gone, and no notifications/cancelled was sent.
             job = _only_job(service)
             await _job_finished(job)
@@ -460,7 +460,7 @@ async def test_generation_timeout_interrupts_then_a_normal_generation_succeeds(
         assert_slot_free(service)
         assert_nothing_written(service)
         # The operator raises the limit (the fault removed); the engine is fine.
-        service.settings = service.settings.model_copy(update={"generation_timeout_s": 600.0})
+        service.jobs.timeout_s = 600.0
         assert_succeeded(await generate(client))
 
 

@@ -37,8 +37,9 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from schemathesis.specs.openapi.definitions import OPENAPI_31
+from tests.env import isolated_environ
 from tests.fakes import GatedBackend
-from tests.helpers_http import LiveServer, isolated_environ, serve, tiny_settings
+from tests.helpers_http import LiveServer, serve, tiny_settings
 from tests.reliability.support_inputs import (
     BAD_PARAMS,
     GENERATE,
@@ -55,7 +56,8 @@ from tests.reliability.support_inputs import (
     rest_body,
 )
 
-from sdxl_mcp.http import _parse_request, openapi_document
+from sdxl_mcp.openapi import openapi_document
+from sdxl_mcp.rest import parse_request
 from sdxl_mcp.schemas import (
     QUALITY_PRESETS,
     SEED_MAX,
@@ -139,7 +141,7 @@ async def test_mcp_null_for_a_defaulted_field_means_the_default_as_over_rest(
 
 def test_rest_null_for_a_defaulted_field_means_the_default() -> None:
     for name in _NON_PRESET_DEFAULTED:
-        request = _parse_request(json.dumps({**GOOD_REST, name: None}).encode())
+        request = parse_request(json.dumps({**GOOD_REST, name: None}).encode())
         assert getattr(request, name) == RestGenerationRequest.model_fields[name].default
 
 
@@ -415,7 +417,7 @@ def test_property_valid_in_range_requests_are_accepted_unchanged(
     assert model.model_validate_json(wire) == request
     assert model.model_validate_json(request.model_dump_json()) == request
     if model is RestGenerationRequest:
-        assert _parse_request(wire.encode()) == request
+        assert parse_request(wire.encode()) == request
 
 
 def _outside(name: str) -> st.SearchStrategy[Any]:
@@ -493,7 +495,7 @@ def test_property_junk_never_raises_anything_but_a_validation_error(
     lambda j: json.dumps(j, ensure_ascii=False).encode("utf-8", "surrogatepass")))
 def test_property_junk_bodies_never_raise_anything_but_a_validation_error(raw: bytes) -> None:
     try:
-        _parse_request(raw)
+        parse_request(raw)
     except ValidationError as exc:
         message = describe_validation_error(exc)
         assert one_line(message), message

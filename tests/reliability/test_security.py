@@ -31,14 +31,9 @@ import anyio
 import httpx
 import pytest
 from mcp import Client
+from tests.env import clean_environ, isolated_environ
 from tests.fakes import GatedBackend
-from tests.helpers_http import (
-    LiveServer,
-    clean_environ,
-    isolated_environ,
-    serve,
-    tiny_settings,
-)
+from tests.helpers_http import LiveServer, serve, tiny_settings
 from tests.reliability.support_inputs import (
     CHATTY_LOGGERS,
     GENERATE,

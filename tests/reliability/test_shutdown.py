@@ -38,10 +38,10 @@ from tests.reliability.support_faults import (
 
 from sdxl_mcp.backend import CancelToken
 from sdxl_mcp.errors import Busy, Cancelled
+from sdxl_mcp.jobtable import JobTable
 from sdxl_mcp.schemas import GenerationRequest
 from sdxl_mcp.server import build_server
 from sdxl_mcp.service import ImageService
-from sdxl_mcp.storage import Catalog
 
 #: The bound on a graceful exit: the running step finishes, then everything closes.
 EXIT_LIMIT_S = 60.0
@@ -183,9 +183,9 @@ async def test_unfinished_rows_of_a_previous_process_are_lost_not_not_found(
 ) -> None:
     settings = make_settings()
     settings.output_dir.mkdir(parents=True)
-    catalog = Catalog(settings.output_dir / "catalog.sqlite3")
-    catalog.save_job("a" * 32, state)
-    catalog.close()
+    jobs = JobTable(settings.output_dir / "catalog.sqlite3")
+    jobs.save("a" * 32, state)
+    jobs.close()
     (settings.output_dir / ".tmp-0123456789abcdef.png").write_bytes(b"\x89PNG half")
 
     service = ImageService(settings, backend=GatedBackend(gate_open=True))  # type: ignore[arg-type]
@@ -236,7 +236,7 @@ async def test_shutdown_stops_admitting_and_cancels_running_work_within_a_step(
     with anyio.fail_after(LIMIT_S):
         async with anyio.create_task_group() as tg:
             tg.start_soon(lifetime)
-            while not service._closing:  # shutdown began; the step is still running
+            while not service.jobs.closing:  # shutdown began; the step is still running
                 await anyio.sleep(0.01)
             try:
                 service.submit(request)
@@ -252,9 +252,9 @@ async def test_shutdown_stops_admitting_and_cancels_running_work_within_a_step(
     assert temp_files(settings.output_dir) == []
     # The catalog was closed cleanly and holds the job's outcome for a restart.
     assert catalog_integrity(settings.output_dir) == "ok"
-    catalog = Catalog(settings.output_dir / "catalog.sqlite3")
+    table = JobTable(settings.output_dir / "catalog.sqlite3")
     try:
-        assert catalog.get_job(job.id) is not None
-        assert catalog.get_job(job.id)[0] == "cancelled"  # type: ignore[index]
+        assert table.get(job.id) is not None
+        assert table.get(job.id)[0] == "cancelled"  # type: ignore[index]
     finally:
-        catalog.close()
+        table.close()

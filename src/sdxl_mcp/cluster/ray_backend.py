@@ -26,7 +26,13 @@ from PIL import Image
 from ray import serve
 from ray.serve.exceptions import RequestCancelledError
 
-from sdxl_mcp.backend import CancelToken, EngineOutput, EngineStateName, ProgressCallback
+from sdxl_mcp.backend import (
+    CancelToken,
+    EngineOutput,
+    EngineStateName,
+    EngineStatus,
+    ProgressCallback,
+)
 from sdxl_mcp.backend import ProgressEvent as Event
 from sdxl_mcp.errors import (
     Cancelled,
@@ -124,7 +130,8 @@ class EngineReplica:
             self.current_job = None
 
     def status(self) -> dict[str, Any]:
-        return {**self.engine.status(), "replica": self.name, "current_job": self.current_job}
+        return {**self.engine.status().model_dump(), "replica": self.name,
+                "current_job": self.current_job}
 
 
 class RayBackend:
@@ -266,7 +273,9 @@ class RayBackend:
             notes=[*item["notes"], f"ran on replica {replica.rsplit('#', 1)[-1]}"],
         )
 
-    def status(self) -> dict[str, Any]:
+    def status(self, plan: bool = False) -> EngineStatus:
+        """The front's view of its replicas (``plan`` deploys nothing: replicas plan
+        on their own machines, and report device and precision once they ran)."""
         replicas: list[dict[str, Any]] = []
         counts: dict[Any, Any]
         if self._state == "ready":
@@ -280,20 +289,20 @@ class RayBackend:
         else:
             counts = {}
         first = next(iter(self._replicas.values()), {})
-        return {
-            "state": self._state,
-            "error": self._error,
-            "backend": "ray",
-            "ray_address": self.settings.ray_address or "local",
-            "replicas_wanted": self.settings.replicas,
-            "replica_states": {str(k): v for k, v in counts.items()},
-            "replicas": replicas,
-            "device": first.get("device"),
-            "dtype": first.get("precision"),
-            "load_time_s": self._load_time,
-            "base_model": self.settings.base_model,
-            "refiner_model": self.settings.refiner_model or None,
-        }
+        return EngineStatus(
+            state=self._state,
+            error=self._error,
+            backend="ray",
+            ray_address=self.settings.ray_address or "local",
+            replicas_wanted=self.settings.replicas,
+            replica_states={str(k): v for k, v in counts.items()},
+            replicas=replicas,
+            device=first.get("device"),
+            dtype=first.get("precision"),
+            load_time_s=self._load_time,
+            base_model=self.settings.base_model,
+            refiner_model=self.settings.refiner_model or None,
+        )
 
     def shutdown(self) -> None:
         """Tear down what this backend started (tests, bench)."""

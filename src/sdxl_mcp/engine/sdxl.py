@@ -7,13 +7,10 @@ not thread-safe, so a lock makes exactly one generation run at a time.
 
 from __future__ import annotations
 
-import gc
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -28,14 +25,19 @@ from sdxl_mcp.backend import (
     CancelToken,
     EngineOutput,
     EngineStateName,
+    EngineStatus,
     ProgressCallback,
-    ProgressEvent,
-    Stage,
 )
-from sdxl_mcp.engine import footprint
-from sdxl_mcp.engine.gpu import probe_hardware, resolve_device
-from sdxl_mcp.engine.precision import PrecisionDecision, decide_precision
+from sdxl_mcp.engine.devices import (
+    TORCH_DTYPES,
+    free_device_memory,
+    is_out_of_memory,
+    speed_up_unet,
+)
+from sdxl_mcp.engine.loadplan import LoadPlan, plan_load, resolve_model
+from sdxl_mcp.engine.precision import PrecisionDecision
 from sdxl_mcp.engine.quiet import quiet_libraries
+from sdxl_mcp.engine.schedules import StepReporter, sequential_refiner_schedule
 from sdxl_mcp.errors import (
     Cancelled,
     GenerationFailed,
@@ -44,100 +46,21 @@ from sdxl_mcp.errors import (
     SdxlMcpError,
 )
 from sdxl_mcp.schemas import GenerationRequest
-from sdxl_mcp.settings import TINY_MODEL, Settings
+from sdxl_mcp.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-#: Models below this size may run on CPU without ALLOW_CPU (the tiny test models).
-TINY_PARAM_LIMIT = 100_000_000
 
 # The engine reports progress through its own events instead.
 quiet_libraries()
 
 
-def is_out_of_memory(exc: BaseException) -> bool:
-    if isinstance(exc, torch.OutOfMemoryError):
-        return True
-    # MPS and some CUDA paths raise plain RuntimeErrors.
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
-
-
-def free_device_memory() -> None:
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    if torch.backends.mps.is_available():
-        torch.mps.empty_cache()
-
-
-def sequential_refiner_schedule(steps_to_run: int, strength: float) -> int:
-    """Schedule length for img2img so that exactly ``steps_to_run`` steps run.
-
-    diffusers' img2img runs ``int(num_inference_steps * strength)`` steps (the
-    guide's "30 refiner steps" at strength 0.3 run only 9), so we lengthen the
-    schedule instead of silently running fewer steps than asked.
-    """
-    first = max(1, math.floor(steps_to_run / strength) - 1)
-    for length in range(first, math.ceil(steps_to_run / strength) + 3):
-        if min(int(length * strength), length) == steps_to_run:
-            return length
-    raise ValueError(f"no schedule runs {steps_to_run} steps at strength {strength}")
-
-
-def speed_up_unet(unet: Any, *, channels_last: bool, fuse_qkv: bool, compile: bool) -> Any:
-    """Apply the GPU speed settings to one UNet; returns the (maybe compiled) module.
-
-    The engine's preload and ``sdxl-mcp bench --full-size`` both call this, so the
-    benchmark measures exactly what the settings do.
-    """
-    if channels_last:
-        unet.to(memory_format=torch.channels_last)
-    if fuse_qkv:
-        unet.fuse_qkv_projections()
-    if compile:
-        unet = torch.compile(unet, fullgraph=False)
-    return unet
-
-
-class _StepReporter:
-    """The ``callback_on_step_end`` of one stage: progress events and cancel."""
-
-    def __init__(
-        self,
-        stage: Stage,
-        stage_total: int,
-        offset: int,
-        total: int,
-        on_progress: ProgressCallback | None,
-        cancel: CancelToken,
-    ) -> None:
-        self.stage, self.stage_total, self.offset, self.total = stage, stage_total, offset, total
-        self.on_progress, self.cancel = on_progress, cancel
-        self.steps_run = 0
-
-    def __call__(self, pipe: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-        self.steps_run += 1
-        if self.on_progress is not None:
-            self.on_progress(
-                ProgressEvent(
-                    stage=self.stage,
-                    step=self.steps_run,
-                    stage_total=self.stage_total,
-                    done=self.offset + self.steps_run,
-                    total=self.total,
-                )
-            )
-        # Raising is the only way to stop a diffusers loop: pipe._interrupt
-        # still decodes and returns an image.
-        if self.cancel.cancelled:
-            raise Cancelled(f"Generation {self.cancel.reason} during the {self.stage} stage.")
-        return kwargs
-
-
 class SDXLEngine:
     """Resident SDXL base + refiner; implements ``sdxl_mcp.backend.Backend``."""
+
+    #: One generation at a time: diffusers pipelines are not thread-safe.
+    capacity = 1
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -148,6 +71,7 @@ class SDXLEngine:
         self._base: StableDiffusionXLPipeline | None = None
         self._refiner: StableDiffusionXLImg2ImgPipeline | None = None
         self._decision: PrecisionDecision | None = None
+        self._load_plan: LoadPlan | None = None
         self._load_time: float | None = None
         self._base_path: str | None = None
         self._refiner_path: str | None = None
@@ -166,22 +90,31 @@ class SDXLEngine:
     def refiner(self) -> StableDiffusionXLImg2ImgPipeline | None:
         return self._refiner
 
-    def status(self) -> dict[str, Any]:
-        decision = self._decision
-        return {
-            "state": self._state,
-            "error": self._error,
-            "base_model": self.settings.base_model,
-            "refiner_model": self.settings.refiner_model or None,
-            "refinement": "ENABLED" if self.settings.refiner_enabled else "DISABLED",
-            "device": decision.device if decision else None,
-            "dtype": decision.dtype if decision else None,
-            "precision_reason": decision.reason if decision else None,
-            "precision_warning": decision.warning if decision else None,
-            "weights_gb": round(decision.weight_bytes / 1024**3, 3) if decision else None,
-            "load_time_s": self._load_time,
-            "cuda_available": bool(torch.cuda.is_available()),
-        }
+    def status(self, plan: bool = False) -> EngineStatus:
+        """State and precision; ``plan=True`` before loading works out the load plan."""
+        error = self._error
+        if plan and self._load_plan is None and self._state == "not_loaded":
+            try:
+                self._load_plan = plan_load(self.settings)
+            except SdxlMcpError as exc:
+                error = exc.message
+        load_plan = self._load_plan
+        decision = load_plan.decision if load_plan else None
+        return EngineStatus(
+            state=self._state,
+            error=error or (load_plan.refusal if load_plan else None),
+            base_model=self.settings.base_model,
+            refiner_model=self.settings.refiner_model or None,
+            refinement="ENABLED" if self.settings.refiner_enabled else "DISABLED",
+            device=decision.device if decision else None,
+            dtype=decision.dtype if decision else None,
+            precision_reason=decision.reason if decision else None,
+            precision_warning=decision.warning if decision else None,
+            parameters=load_plan.parameters if load_plan else None,
+            weights_gb=round(decision.weight_bytes / 1024**3, 3) if decision else None,
+            load_time_s=self._load_time,
+            cuda_available=bool(torch.cuda.is_available()),
+        )
 
     # --------------------------------------------------------------- loading
     def load(self) -> None:
@@ -214,29 +147,13 @@ class SDXLEngine:
 
     def _load(self) -> None:
         s = self.settings
-        base_path = _resolve_model(s.base_model, "base", "SDXL_MCP_BASE_MODEL")
-        refiner_path = (
-            _resolve_model(s.refiner_model, "refiner", "SDXL_MCP_REFINER_MODEL")
-            if s.refiner_enabled
-            else None
-        )
-        device = resolve_device(s.device)
-        try:
-            hardware = probe_hardware(device)
-        except RuntimeError as exc:
-            raise ModelUnavailable(str(exc)) from None
-
-        base_counts = _param_counts(base_path, "base")
-        refiner_counts = _param_counts(refiner_path, "refiner") if refiner_path else None
-        params = footprint.total_param_count(base_counts, refiner_counts)
-        if hardware.kind == "cpu" and params >= TINY_PARAM_LIMIT and not s.allow_cpu:
-            raise ModelUnavailable(
-                f"No GPU found and full-size SDXL ({params / 1e9:.1f} B parameters) on CPU "
-                "takes minutes per image, so it is refused. Use a machine with a GPU, set "
-                "SDXL_MCP_ALLOW_CPU=true to accept the wait, or use stock photos (use_pexels)."
-            )
-
-        decision = decide_precision(hardware, params, s.precision, s.fp32_min_vram_gb)
+        plan = plan_load(s)
+        self._load_plan = plan
+        if plan.refusal:
+            raise ModelUnavailable(plan.refusal)
+        base_path, refiner_path = plan.base_path, plan.refiner_path
+        device = plan.decision.device
+        decision = plan.decision
         self._decision = decision
         dtype = TORCH_DTYPES[decision.dtype]
         log.info("%s", decision.reason)
@@ -246,7 +163,7 @@ class SDXLEngine:
         log.info("Loading SDXL base model... (%s)", s.base_model)
         extra: dict[str, Any] = {}
         if s.vae_model:
-            vae_path = _resolve_model(s.vae_model, "vae", "SDXL_MCP_VAE_MODEL")
+            vae_path = resolve_model(s.vae_model, "vae", "SDXL_MCP_VAE_MODEL")
             extra["vae"] = _from_pretrained(
                 AutoencoderKL, vae_path, "SDXL_MCP_VAE_MODEL", s.vae_model, dtype=dtype
             )
@@ -358,7 +275,7 @@ class SDXLEngine:
             "output_type": "latent",
         }
 
-        base_reporter = _StepReporter("base", base_total, 0, total, on_progress, cancel)
+        base_reporter = StepReporter("base", base_total, 0, total, on_progress, cancel)
         t0 = time.perf_counter()
         latents = self._with_oom_retry(
             "base",
@@ -379,7 +296,7 @@ class SDXLEngine:
         if refiner is not None:
             if cancel.cancelled:
                 raise Cancelled(f"Generation {cancel.reason} between the base and refiner stages.")
-            reporter = _StepReporter(
+            reporter = StepReporter(
                 "refiner", refiner_total, base_reporter.steps_run, total, on_progress, cancel
             )
             t1 = time.perf_counter()
@@ -544,78 +461,6 @@ def _first_line(exc: BaseException) -> str:
     return line[:300]
 
 
-def _looks_like_path(ref: str) -> bool:
-    # Hub ids look like "org/name"; anything else with path syntax is a path.
-    return ref.startswith((".", "/", "~")) or ref.count("/") > 1 or "\\" in ref
-
-
-def _resolve_model(ref: str, kind: str, setting: str) -> str:
-    """Map a setting value to what ``from_pretrained`` takes, checking local folders."""
-    ref = ref.strip()
-    if ref == TINY_MODEL:
-        from sdxl_mcp.engine.tiny import ensure_tiny_models
-
-        base, refiner = ensure_tiny_models()
-        if kind == "vae":
-            return str(base / "vae")
-        return str(base if kind == "base" else refiner)
-    path = Path(ref).expanduser()
-    if path.is_dir():
-        _check_components(path, setting, ref)
-        return str(path.resolve())
-    if _looks_like_path(ref) or path.exists():
-        raise ModelUnavailable(
-            f"{setting}={ref!r} is not a folder that exists. Point {setting} at a local "
-            "diffusers folder, a Hugging Face model id, or 'tiny-random' for the built-in "
-            "test model."
-        )
-    return ref  # a hub id: from_pretrained fetches or finds it in the local cache
-
-
-def _check_components(path: Path, setting: str, ref: str) -> None:
-    index = path / "model_index.json"
-    if not index.exists():
-        if (path / "config.json").exists():  # a bare component, e.g. a VAE folder
-            return
-        raise ModelUnavailable(
-            f"{setting}={ref!r} has no model_index.json, so it is not a diffusers pipeline "
-            "folder. Point it at the folder that holds model_index.json."
-        )
-    import json
-
-    components = json.loads(index.read_text())
-    # The refiner gets text_encoder_2 and vae from the base, so their folders are optional.
-    optional = {"text_encoder_2", "vae"} if setting == "SDXL_MCP_REFINER_MODEL" else set()
-    for name, spec in components.items():
-        if name.startswith("_") or not isinstance(spec, list) or spec[0] is None:
-            continue
-        if name not in optional and name != "scheduler" and not (path / name).is_dir():
-            raise ModelUnavailable(
-                f"{setting}={ref!r} lacks its '{name}/' folder (listed in model_index.json). "
-                "Re-download the model or save it again with save_pretrained."
-            )
-
-
-def _param_counts(ref: str, kind: str) -> dict[str, int]:
-    path = Path(ref)
-    if path.is_dir():
-        return footprint.local_param_counts(path)
-    cached = _hub_cache_path(ref)
-    if cached is not None:
-        return footprint.local_param_counts(cached)
-    # Not local yet: assume the real SDXL architecture (fine-tunes share it).
-    return footprint.reference_param_counts("refiner" if kind == "refiner" else "base")
-
-
-def _hub_cache_path(repo_id: str) -> Path | None:
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(repo_id, local_files_only=True))
-    except Exception:
-        return None
-
-
 def _from_pretrained(cls: Any, path: str, setting: str, ref: str, **kwargs: Any) -> Any:
     try:
         return cls.from_pretrained(path, **kwargs)
@@ -631,46 +476,3 @@ def _from_pretrained(cls: Any, path: str, setting: str, ref: str, **kwargs: Any)
             "diffusers folder or a Hugging Face id this machine can download "
             "('tiny-random' is the built-in test model)."
         ) from None
-
-
-def hardware_report(settings: Settings) -> dict[str, Any]:
-    """Device facts and the precision decision the engine would make (loads nothing)."""
-    from sdxl_mcp.engine.gpu import cuda_available, gpu_devices
-
-    device = resolve_device(settings.device)
-    report: dict[str, Any] = {
-        "cuda_available": cuda_available(),
-        "torch": torch.__version__,
-        "device": device,
-        "devices": gpu_devices(),
-    }
-    try:
-        hardware = probe_hardware(device)
-        base = _param_counts(_resolve_model(settings.base_model, "base", "SDXL_MCP_BASE_MODEL"),
-                             "base")
-        refiner = (
-            _param_counts(
-                _resolve_model(settings.refiner_model, "refiner", "SDXL_MCP_REFINER_MODEL"),
-                "refiner",
-            )
-            if settings.refiner_enabled
-            else None
-        )
-        params = footprint.total_param_count(base, refiner)
-        decision = decide_precision(
-            hardware, params, settings.precision, settings.fp32_min_vram_gb
-        )
-        report.update(
-            device_name=hardware.name,
-            total_memory_gb=round(hardware.total_memory_bytes / 1024**3, 2)
-            if hardware.total_memory_bytes else None,
-            supports_bf16=hardware.supports_bf16,
-            parameters=params,
-            precision=decision.dtype,
-            precision_reason=decision.reason,
-            precision_warning=decision.warning,
-            weights_gb=round(decision.weight_bytes / 1024**3, 3),
-        )
-    except (SdxlMcpError, RuntimeError) as exc:
-        report["error"] = str(exc)
-    return report

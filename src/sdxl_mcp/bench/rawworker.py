@@ -1,4 +1,4 @@
-"""``python -m sdxl_mcp.engine.rawworker``: the overhead benchmark's raw baseline.
+"""``python -m sdxl_mcp.bench.rawworker``: the overhead benchmark's raw baseline.
 
 The server path runs the engine in a child process, on anyio worker threads.
 The raw diffusers baseline runs the same way here, in its own child process on
@@ -25,7 +25,7 @@ import anyio
 import anyio.to_thread
 
 if TYPE_CHECKING:
-    from sdxl_mcp.engine.benchwork import RawPipelines
+    from sdxl_mcp.bench.pipelines import RawPipelines
 
 
 def main() -> None:
@@ -35,7 +35,7 @@ def main() -> None:
 
 
 async def _serve(protocol: IO[str]) -> None:
-    from sdxl_mcp.engine.benchwork import RawPipelines
+    from sdxl_mcp.bench.pipelines import RawPipelines
 
     raw = await anyio.to_thread.run_sync(RawPipelines)
     protocol.write(json.dumps({"ready": True}) + "\n")

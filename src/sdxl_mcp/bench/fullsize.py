@@ -1,37 +1,27 @@
-"""The torch side of ``sdxl-mcp bench``: raw diffusers runs and full-size timings.
+"""``--full-size``: the real SDXL architecture (random weights) on a GPU, per dtype.
 
-Raw runs are the baseline the server path is compared with: the same tiny
-models, the same call pattern (base latents -> refiner -> PIL image -> PNG),
-no service, storage or MCP in between.
-
-Full-size runs build the real SDXL architecture from the configs shipped in
-``configs/`` with random weights: no download, the real FLOPs and memory.
+Three tables: per dtype, base/refiner it/s, VAE decode, both refiner modes end
+to end and peak memory; the base UNet's ms per step as each GPU speed setting is
+added (applied with the engine's own ``speed_up_unet``); and VAE decode per
+dtype. The refiner schedule and the dtypes are the engine's too
+(``engine.devices``, ``engine.schedules``), so the bench times what production runs.
+Without CUDA it refuses (exit 2) unless ``--force``: full-size SDXL on a CPU
+takes minutes per step. Importing this module imports torch.
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
-import json
-import time
+import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import (
-    AutoencoderKL,
-    StableDiffusionXLImg2ImgPipeline,
-    StableDiffusionXLPipeline,
-    UNet2DConditionModel,
-)
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-from sdxl_mcp.engine import tiny
-from sdxl_mcp.engine.footprint import CONFIG_DIR
-from sdxl_mcp.engine.quiet import quiet_libraries
-from sdxl_mcp.engine.sdxl import TORCH_DTYPES, sequential_refiner_schedule, speed_up_unet
-
-quiet_libraries()
+from sdxl_mcp.bench.pipelines import Timer, build_base_unet, build_pipelines, build_vae
+from sdxl_mcp.engine.devices import TORCH_DTYPES, speed_up_unet
+from sdxl_mcp.engine.schedules import sequential_refiner_schedule
 
 #: FLOPs per step at 1024² with classifier-free guidance (batch 2), and of one
 #: VAE decode at 1024² (SEED-NOTES, counted for the real SDXL configs).
@@ -50,109 +40,56 @@ PEAK_TFLOPS: dict[str, dict[str, float]] = {
     "RTX 5090": {"fp32": 104.8, "fp16": 209.5, "bf16": 209.5},
 }
 
-
-# --------------------------------------------------------------------- raw
-class RawPipelines:
-    """Plain diffusers on the tiny models: the overhead benchmark's baseline."""
-
-    def __init__(self) -> None:
-        base_dir, refiner_dir = tiny.ensure_tiny_models()
-        self.base = StableDiffusionXLPipeline.from_pretrained(base_dir)
-        self.refiner = StableDiffusionXLImg2ImgPipeline.from_pretrained(
-            refiner_dir, text_encoder_2=self.base.text_encoder_2, vae=self.base.vae
-        )
-        self.base.set_progress_bar_config(disable=True)
-        self.refiner.set_progress_bar_config(disable=True)
-
-    def run(self, prompt: str, size: int, steps: int, high_noise_frac: float, seed: int,
-            out_path: Path, guidance_scale: float) -> dict[str, float]:
-        """One ensemble generation saved as PNG (PIL defaults); seconds per phase.
-
-        ``engine`` is base + refiner + decode (the refiner pipeline decodes), the
-        span the server reports as its base, refiner and decode timings, so the
-        two paths can be compared outside the engine as well as end to end.
-        """
-        started = time.perf_counter()
-        generator = torch.Generator("cpu").manual_seed(seed)
-        latents = self.base(
-            prompt=prompt, width=size, height=size, num_inference_steps=steps,
-            denoising_end=high_noise_frac, output_type="latent", generator=generator,
-            guidance_scale=guidance_scale,
-        ).images
-        base_done = time.perf_counter()
-        image = self.refiner(
-            prompt=prompt, num_inference_steps=steps, denoising_start=high_noise_frac,
-            image=latents, generator=generator, guidance_scale=guidance_scale,
-        ).images[0]
-        engine_done = time.perf_counter()
-        image.save(out_path)
-        finished = time.perf_counter()
-        return {
-            "total": finished - started,
-            "base": base_done - started,
-            "engine": engine_done - started,
-            "save": finished - engine_done,
-        }
+#: The GPU speed settings in the order a user turns them on; each row of the
+#: table adds one to the row above. "sdpa" is diffusers' default on torch 2.
+UNET_SETTINGS: tuple[tuple[str, str], ...] = (
+    ("classic attention", "(diffusers AttnProcessor: attention without SDPA)"),
+    ("sdpa", "(diffusers' default on torch 2)"),
+    ("channels_last", "SDXL_MCP_CHANNELS_LAST=true (default)"),
+    ("fuse_qkv", "SDXL_MCP_FUSE_QKV=true"),
+    ("compile", "SDXL_MCP_COMPILE=true"),
+)
 
 
-# --------------------------------------------------------------- full size
-def _config(name: str, kind: str) -> dict[str, Any]:
-    return dict(json.loads((CONFIG_DIR / f"{kind}_{name}.json").read_text()))
+def full_size(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The three tables for ``args``; ``None`` (after one stderr line) without CUDA or --force."""
+    device = args.device
+    if device.startswith("cuda") and not cuda_available():
+        if not args.force:
+            sys.stderr.write(
+                "sdxl-mcp: error: --full-size needs a CUDA GPU (full-size SDXL on a CPU takes "
+                "minutes per step); pass --force --device cpu to run it anyway\n"
+            )
+            return None
+        device = "cpu"
+    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+
+    def say(message: str) -> None:
+        sys.stderr.write(f"[full-size] {message}\n")
+
+    rows = full_size_run(device=device, dtypes=dtypes, size=args.size, steps=args.steps,
+                         kind=args.models, progress=say)
+    settings = None if not args.skip_compile else tuple(
+        name for name, _ in UNET_SETTINGS if name != "compile")
+    speed = unet_settings_run(device=device, dtype_name=args.settings_dtype, size=args.size,
+                              steps=args.settings_steps, kind=args.models, settings=settings,
+                              progress=say)
+    decode = vae_decode_run(device=device, size=args.size, kind=args.models,
+                            dtypes=tuple(dtypes), progress=say)
+    return {
+        "benchmark": "full_size",
+        "models": args.models,
+        "table": rows,
+        "tables": {
+            f"speed settings: base UNet, one CFG step at {args.size}²": speed,
+            f"VAE decode at {args.size}² (random weights: 'finite' shows the path, "
+            "not the real VAE's fp16 behaviour)": decode,
+        },
+    }
 
 
-def _build_pipelines(kind: str, dtype: torch.dtype, device: str) -> tuple[Any, Any]:
-    """Base and refiner with random weights; kind is "sdxl" (real) or "tiny"."""
-    if kind == "tiny":
-        base_dir, refiner_dir = tiny.ensure_tiny_models()
-        base = StableDiffusionXLPipeline.from_pretrained(base_dir, dtype=dtype)
-        refiner = StableDiffusionXLImg2ImgPipeline.from_pretrained(
-            refiner_dir, text_encoder_2=base.text_encoder_2, vae=base.vae, dtype=dtype
-        )
-    else:
-        tokenizer = tiny._tokenizer("<|endoftext|>")  # token ids only; the cost is the UNet
-        tokenizer_2 = tiny._tokenizer("!")
-        with torch.device(device):
-            te1 = CLIPTextModel(CLIPTextConfig(**_config("text_encoder", kind)))
-            te2 = CLIPTextModelWithProjection(CLIPTextConfig(**_config("text_encoder_2", kind)))
-            vae = AutoencoderKL.from_config(_config("vae", kind))
-            unet = UNet2DConditionModel.from_config(_config("base_unet", kind))
-            refiner_unet = UNet2DConditionModel.from_config(_config("refiner_unet", kind))
-        base = StableDiffusionXLPipeline(
-            vae=vae, text_encoder=te1, text_encoder_2=te2, tokenizer=tokenizer,
-            tokenizer_2=tokenizer_2, unet=unet, scheduler=tiny._scheduler(),
-        )
-        refiner = StableDiffusionXLImg2ImgPipeline(
-            vae=vae, text_encoder=None, tokenizer=None, text_encoder_2=te2,
-            tokenizer_2=tokenizer_2, unet=refiner_unet, scheduler=tiny._scheduler(),
-            requires_aesthetics_score=True,
-        )
-    base.to(device, dtype)
-    refiner.to(device, dtype)
-    # The VAE decodes in fp32 (force_upcast), as the engine does by default.
-    base.set_progress_bar_config(disable=True)
-    refiner.set_progress_bar_config(disable=True)
-    return base, refiner
-
-
-class _Timer:
-    """Seconds for a call: CUDA events on a GPU (stream time, so no host-side guess
-    about when queued kernels finish), perf_counter on a CPU."""
-
-    def __init__(self, device: str) -> None:
-        self.cuda = device.startswith("cuda")
-
-    def time(self, fn: Callable[[], Any]) -> tuple[float, Any]:
-        if not self.cuda:
-            started = time.perf_counter()
-            out = fn()
-            return time.perf_counter() - started, out
-        start = torch.cuda.Event(enable_timing=True)
-        end = torch.cuda.Event(enable_timing=True)
-        start.record()
-        out = fn()
-        end.record()
-        end.synchronize()
-        return float(start.elapsed_time(end)) / 1000, out
+def cuda_available() -> bool:
+    return bool(torch.cuda.is_available())
 
 
 def full_size_run(
@@ -181,11 +118,11 @@ def _time_dtype(
     *, device: str, dtype_name: str, size: int, steps: int, refiner_steps: int,
     refiner_strength: float, high_noise_frac: float, kind: str, say: Callable[[str], None],
 ) -> dict[str, Any]:
-    timer = _Timer(device)
+    timer = Timer(device)
     name = torch.cuda.get_device_name(device) if device.startswith("cuda") else "CPU"
     dtype = TORCH_DTYPES[dtype_name]
     say(f"{dtype_name}: building models")
-    base, refiner = _build_pipelines(kind, dtype, device)
+    base, refiner = build_pipelines(kind, dtype, device)
     common = {"prompt": "futuristic AI agent at a holographic desk", "output_type": "latent",
               "generator": torch.Generator("cpu").manual_seed(0)}
 
@@ -249,32 +186,6 @@ def _time_dtype(
     }
 
 
-def cuda_available() -> bool:
-    return bool(torch.cuda.is_available())
-
-
-# ------------------------------------------------------- speed settings
-#: The GPU speed settings in the order a user turns them on; each row of the
-#: table adds one to the row above. "sdpa" is diffusers' default on torch 2.
-UNET_SETTINGS: tuple[tuple[str, str], ...] = (
-    ("classic attention", "(diffusers AttnProcessor: attention without SDPA)"),
-    ("sdpa", "(diffusers' default on torch 2)"),
-    ("channels_last", "SDXL_MCP_CHANNELS_LAST=true (default)"),
-    ("fuse_qkv", "SDXL_MCP_FUSE_QKV=true"),
-    ("compile", "SDXL_MCP_COMPILE=true"),
-)
-
-
-def _base_unet(kind: str, device: str, dtype: torch.dtype) -> Any:
-    if kind == "tiny":
-        base_dir, _ = tiny.ensure_tiny_models()
-        unet = UNet2DConditionModel.from_pretrained(Path(base_dir) / "unet")
-    else:
-        with torch.device(device):
-            unet = UNet2DConditionModel.from_config(_config("base_unet", kind))
-    return unet.to(device, dtype).eval()
-
-
 def _unet_inputs(unet: Any, size: int, device: str, dtype: torch.dtype) -> dict[str, Any]:
     """One denoising step's inputs with classifier-free guidance (batch of 2)."""
     config = unet.config
@@ -312,9 +223,9 @@ def unet_settings_run(
     say = progress or (lambda message: None)
     dtype = TORCH_DTYPES[dtype_name]
     say(f"speed settings ({dtype_name}): building the base UNet")
-    unet = _base_unet(kind, device, dtype)
+    unet = build_base_unet(kind, device, dtype)
     inputs = _unet_inputs(unet, size, device, dtype)
-    timer = _Timer(device)
+    timer = Timer(device)
     model: Any = unet
     rows: list[dict[str, Any]] = []
     baseline: float | None = None
@@ -365,23 +276,17 @@ def vae_decode_run(
     decode and retries in fp32 (``SDXL_MCP_VAE_MODEL`` can name an fp16-safe VAE).
     """
     say = progress or (lambda message: None)
-    timer = _Timer(device)
-    if kind == "tiny":
-        base_dir, _ = tiny.ensure_tiny_models()
-        vae = AutoencoderKL.from_pretrained(Path(base_dir) / "vae")
-    else:
-        with torch.device(device):
-            vae = AutoencoderKL.from_config(_config("vae", kind))
-    vae = vae.to(device).eval()
-    latents = torch.randn(1, vae.config.latent_channels, size // 8, size // 8, device=device)
+    timer = Timer(device)
+    model = build_vae(kind, device)
+    latents = torch.randn(1, model.config.latent_channels, size // 8, size // 8, device=device)
     rows = []
     for dtype_name in dtypes:
         say(f"VAE decode: {dtype_name}")
         dtype = TORCH_DTYPES[dtype_name]
-        vae.to(dtype=dtype)
-        z = latents.to(dtype) / vae.config.scaling_factor
+        model.to(dtype=dtype)
+        z = latents.to(dtype) / model.config.scaling_factor
         with torch.inference_mode():
-            decode = functools.partial(vae.decode, z, return_dict=False)
+            decode = functools.partial(model.decode, z, return_dict=False)
             decode()  # warm-up
             seconds, _ = timer.time(decode)
             finite = bool(torch.isfinite(decode()[0]).all())

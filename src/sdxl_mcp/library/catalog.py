@@ -1,0 +1,248 @@
+"""The SQLite catalog of the images a server holds (``catalog.sqlite3``).
+
+Guarantees:
+
+* one row per published file (generated or downloaded): name, absolute path,
+  prompt, parameters, seed, source (``sdxl`` | ``pexels``), source id, sha256,
+  size, creation time and the full Result JSON;
+* the catalog lives in the output directory, in WAL mode, and a schema newer
+  than this version knows is refused, never rewritten;
+* one connection shared by all threads, serialised by a lock;
+* every SQLite failure is a :class:`~sdxl_mcp.errors.StorageError` with one
+  actionable sentence.
+
+Only catalogued files are served back by name (see
+:meth:`~sdxl_mcp.library.store.ImageStore.resolve_name`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sdxl_mcp.errors import StorageError
+
+if TYPE_CHECKING:
+    from sdxl_mcp.library.files import SavedImage
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CATALOG_FILENAME", "SCHEMA_VERSION", "SOURCES", "Catalog", "CatalogRecord"]
+
+CATALOG_FILENAME = "catalog.sqlite3"
+SCHEMA_VERSION = 2  # 2: the jobs table (now sdxl_mcp.jobtable)
+SOURCES = ("sdxl", "pexels")
+
+_FIX_HINT = "Free disk space or set SDXL_MCP_OUTPUT_DIR to a writable folder."
+
+
+def _utc_now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+@dataclass
+class CatalogRecord:
+    """One row of the ``images`` table."""
+
+    name: str
+    path: Path
+    prompt: str
+    sha256: str
+    width: int
+    height: int
+    source: str = "sdxl"  # 'sdxl' | 'pexels'
+    negative_prompt: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+    source_id: str | None = None  # e.g. the Pexels photo id
+    created: str = field(default_factory=_utc_now_iso)  # ISO-8601 UTC
+    result_json: str | None = None  # the full Result as JSON, if known
+    id: int | None = None  # set by the catalog
+
+    @classmethod
+    def from_saved(cls, saved: SavedImage, *, prompt: str, **fields: Any) -> CatalogRecord:
+        """A record for a file just written by :meth:`ImageStore.save_image`."""
+        return cls(
+            name=saved.name,
+            path=saved.path,
+            prompt=prompt,
+            sha256=saved.sha256,
+            width=saved.width,
+            height=saved.height,
+            **fields,
+        )
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    path TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    negative_prompt TEXT,
+    parameters TEXT NOT NULL DEFAULT '{}',
+    seed INTEGER,
+    source TEXT NOT NULL,
+    source_id TEXT,
+    request_key TEXT,  -- reserved for request reuse (DESIGN "The library"); unused
+    sha256 TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    created TEXT NOT NULL,
+    result_json TEXT
+);
+CREATE INDEX IF NOT EXISTS images_request_key ON images (request_key);
+CREATE INDEX IF NOT EXISTS images_source_id ON images (source, source_id);
+"""
+
+_COLUMNS = (
+    "id, name, path, prompt, negative_prompt, parameters, seed, source, source_id, "
+    "sha256, width, height, created, result_json"
+)
+
+
+class Catalog:
+    """The SQLite catalog of images this server wrote.
+
+    One connection, shared by all threads and serialised by a lock: writes are
+    tiny and rare (one per image), so a pool would only add failure modes.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        try:
+            self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=10.0)
+        except sqlite3.Error as exc:
+            raise StorageError(
+                f"Could not open the image catalog {self.path}: {exc}. {_FIX_HINT}"
+            ) from exc
+        self._conn.row_factory = sqlite3.Row
+        try:
+            self._init_schema()
+        except (sqlite3.Error, StorageError) as exc:
+            self._conn.close()
+            if isinstance(exc, StorageError):
+                raise
+            raise StorageError(
+                f"Could not open the image catalog {self.path}: {exc}. "
+                f"Move the damaged file aside or set SDXL_MCP_OUTPUT_DIR to another folder."
+            ) from exc
+
+    def _init_schema(self) -> None:
+        mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            # e.g. a network filesystem; the catalog still works, just slower.
+            logger.warning("Catalog %s uses journal mode %s, not WAL", self.path, mode)
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                f"The image catalog {self.path} was written by a newer sdxl-mcp "
+                f"(schema {version}, this version knows {SCHEMA_VERSION}). Upgrade "
+                f"sdxl-mcp or set SDXL_MCP_OUTPUT_DIR to another folder."
+            )
+        if version < SCHEMA_VERSION:
+            with self._conn:
+                self._conn.executescript(_SCHEMA)
+                self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            logger.info("Catalog %s: schema version %d", self.path, SCHEMA_VERSION)
+
+    @contextlib.contextmanager
+    def _locked(self, action: str) -> Iterator[sqlite3.Connection]:
+        """Hold the lock and turn sqlite errors into an actionable StorageError."""
+        with self._lock:
+            try:
+                yield self._conn
+            except sqlite3.Error as exc:
+                raise StorageError(
+                    f"Could not {action} the image catalog {self.path}: {exc}. {_FIX_HINT}"
+                ) from exc
+
+    def add(self, record: CatalogRecord) -> int:
+        """Insert ``record``; returns its id (also set on ``record.id``)."""
+        if record.source not in SOURCES:
+            raise ValueError(f"source must be one of {SOURCES}, got {record.source!r}")
+        values = (
+            record.name,
+            str(record.path),
+            record.prompt,
+            record.negative_prompt,
+            json.dumps(record.parameters, sort_keys=True, ensure_ascii=False, default=str),
+            record.seed,
+            record.source,
+            record.source_id,
+            record.sha256,
+            record.width,
+            record.height,
+            record.created,
+            record.result_json,
+        )
+        with self._locked("write to") as conn, conn:
+            cursor = conn.execute(
+                "INSERT INTO images (name, path, prompt, negative_prompt, parameters, seed, "
+                "source, source_id, sha256, width, height, created, result_json) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                values,
+            )
+        row_id = cursor.lastrowid
+        assert row_id is not None
+        record.id = row_id
+        return row_id
+
+    def _query(self, sql: str, args: tuple[Any, ...]) -> list[CatalogRecord]:
+        with self._locked("read") as conn:
+            rows = conn.execute(f"SELECT {_COLUMNS} FROM images {sql}", args).fetchall()
+        return [self._to_record(row) for row in rows]
+
+    @staticmethod
+    def _to_record(row: sqlite3.Row) -> CatalogRecord:
+        try:
+            parameters = json.loads(row["parameters"] or "{}")
+        except json.JSONDecodeError:
+            parameters = {}
+        return CatalogRecord(
+            id=row["id"],
+            name=row["name"],
+            path=Path(row["path"]),
+            prompt=row["prompt"],
+            negative_prompt=row["negative_prompt"],
+            parameters=parameters,
+            seed=row["seed"],
+            source=row["source"],
+            source_id=row["source_id"],
+            sha256=row["sha256"],
+            width=row["width"],
+            height=row["height"],
+            created=row["created"],
+            result_json=row["result_json"],
+        )
+
+    def get_by_name(self, name: str) -> CatalogRecord | None:
+        rows = self._query("WHERE name = ?", (name,))
+        return rows[0] if rows else None
+
+    def find_by_source_id(self, source: str, source_id: str) -> CatalogRecord | None:
+        """The newest record of e.g. a Pexels photo id whose file still exists."""
+        rows = self._query(
+            "WHERE source = ? AND source_id = ? ORDER BY created DESC, id DESC",
+            (source, source_id),
+        )
+        return next((r for r in rows if r.path.is_file()), None)
+
+    def count(self) -> int:
+        with self._locked("read") as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM images").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
