@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from tests.fakes import GatedBackend
 
-from sdxl_mcp.errors import Busy, NoImageFound, NotFound
+from sdxl_mcp.errors import Busy, NoImageFound, NotFound, StorageError
 from sdxl_mcp.library import parse_infotext
 from sdxl_mcp.schemas import GenerationRequest
 from sdxl_mcp.service import ImageService
@@ -148,3 +148,20 @@ async def test_unknown_job_is_not_found(make_settings: Callable[..., Any]) -> No
     async with ImageService(make_settings(), backend=GatedBackend()) as service:
         with pytest.raises(NotFound, match="No job with id 'nope'"):
             await service.wait_job("nope", 0)
+
+
+async def test_an_unusable_output_folder_does_not_stop_the_service(
+    make_settings: Callable[..., Any], tmp_path: Path
+) -> None:
+    """Storage opens at start-up; if it cannot, status still answers and each
+    generation says why, in the storage error's words."""
+    blocked = tmp_path / "a-file-not-a-folder"
+    blocked.write_text("")
+    settings = make_settings(output_dir=blocked / "images")
+    async with ImageService(settings, backend=GatedBackend(gate_open=True)) as service:
+        status = await service.gpu_status()
+        assert status.queue["waiting"] == 0
+        with pytest.raises(StorageError, match="SDXL_MCP_OUTPUT_DIR"):
+            await service.generate(request(seed=1))
+        assert service.resolve_image("anything.png") is None
+        assert service.jobs.all() == []  # refused before admission: nothing queued

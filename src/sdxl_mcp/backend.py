@@ -11,6 +11,7 @@ gets one sentence naming the extra instead of a ``ModuleNotFoundError``.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from PIL import Image
 
-from sdxl_mcp.errors import ModelUnavailable
+from sdxl_mcp.errors import ModelUnavailable, SdxlMcpError
 from sdxl_mcp.schemas import EngineStateName, EngineStatus, GenerationRequest
 
 if TYPE_CHECKING:
@@ -107,6 +108,43 @@ class Backend(Protocol):
 
     @property
     def state(self) -> EngineStateName: ...
+
+
+class LoadOnce:
+    """A backend's load state: load once, thread-safe; later calls return or re-raise.
+
+    ``load(work, failure)`` runs ``work`` unless already loaded; an exception is
+    turned by ``failure`` into the ``SdxlMcpError`` to raise (and remember as
+    ``error``). A failed load may be retried by calling again.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.state: EngineStateName = "not_loaded"
+        self.error: str | None = None
+        self.load_time_s: float | None = None
+
+    def load(
+        self, work: Callable[[], None], failure: Callable[[Exception], SdxlMcpError]
+    ) -> None:
+        with self._lock:
+            if self.state == "ready":
+                return
+            self.state, self.error = "loading", None
+            started = time.perf_counter()
+            try:
+                work()
+            except Exception as exc:
+                error = failure(exc)
+                self.state, self.error = "failed", error.message
+                if error is exc:
+                    raise
+                raise error from exc
+            self.load_time_s = round(time.perf_counter() - started, 3)
+            self.state = "ready"
+
+    def reset(self) -> None:
+        self.state, self.error = "not_loaded", None
 
 
 #: What a light install (no torch) says, at start-up and on every generation.

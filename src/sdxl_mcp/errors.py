@@ -101,6 +101,9 @@ class GenerationFailed(SdxlMcpError):
 class StorageError(SdxlMcpError):
     """The image could not be written (disk full, read-only output dir)."""
 
+    #: What to do, ending every storage message.
+    HINT = "Free disk space or set SDXL_MCP_OUTPUT_DIR to a writable folder."
+
     code = "storage_error"
     http_status = 507
 

@@ -17,11 +17,11 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 from sdxl_mcp.errors import StorageError
+from sdxl_mcp.library.sqlite import locked
 
 #: Jobs the table remembers (newest kept); plenty for "what happened to my job".
 MAX_JOB_ROWS = 10_000
@@ -35,7 +35,6 @@ CREATE TABLE IF NOT EXISTS jobs (
     result_json TEXT
 );
 """
-_FIX_HINT = "Free disk space or set SDXL_MCP_OUTPUT_DIR to a writable folder."
 
 
 def _utc_now_iso() -> str:
@@ -57,18 +56,11 @@ class JobTable:
             with contextlib.suppress(Exception):
                 self._conn.close()
             raise StorageError(
-                f"Could not open the job table in {self.path}: {exc}. {_FIX_HINT}"
+                f"Could not open the job table in {self.path}: {exc}. {StorageError.HINT}"
             ) from exc
 
-    @contextlib.contextmanager
-    def _locked(self, action: str) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            try:
-                yield self._conn
-            except sqlite3.Error as exc:
-                raise StorageError(
-                    f"Could not {action} the job table in {self.path}: {exc}. {_FIX_HINT}"
-                ) from exc
+    def _locked(self, action: str) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return locked(self._lock, self._conn, f"{action} the job table in {self.path}")
 
     def save(self, job_id: str, status: str, result_json: str | None = None) -> None:
         now = _utc_now_iso()

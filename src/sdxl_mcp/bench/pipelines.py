@@ -117,26 +117,24 @@ def build_pipelines(kind: str, dtype: torch.dtype, device: str) -> tuple[Any, An
     return base, refiner
 
 
-def build_base_unet(kind: str, device: str, dtype: torch.dtype) -> Any:
-    """The base UNet alone, in eval mode on ``device``."""
+def _component(cls: Any, folder: str, config: str, kind: str, device: str) -> Any:
+    """One model: the tiny model's folder, or random weights of the real architecture."""
     if kind == "tiny":
         base_dir, _ = tiny.ensure_tiny_models()
-        unet = UNet2DConditionModel.from_pretrained(Path(base_dir) / "unet")
-    else:
-        with torch.device(device):
-            unet = UNet2DConditionModel.from_config(model_config("base_unet", kind))
-    return unet.to(device, dtype).eval()
+        return cls.from_pretrained(Path(base_dir) / folder)
+    with torch.device(device):
+        return cls.from_config(model_config(config, kind))
+
+
+def build_base_unet(kind: str, device: str, dtype: torch.dtype) -> Any:
+    """The base UNet alone, in eval mode on ``device``."""
+    return _component(UNet2DConditionModel, "unet", "base_unet", kind, device).to(
+        device, dtype).eval()
 
 
 def build_vae(kind: str, device: str) -> Any:
     """The VAE alone, in eval mode on ``device`` (fp32)."""
-    if kind == "tiny":
-        base_dir, _ = tiny.ensure_tiny_models()
-        model = AutoencoderKL.from_pretrained(Path(base_dir) / "vae")
-    else:
-        with torch.device(device):
-            model = AutoencoderKL.from_config(model_config("vae", kind))
-    return model.to(device).eval()
+    return _component(AutoencoderKL, "vae", "vae", kind, device).to(device).eval()
 
 
 class Timer:

@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,9 @@ from sdxl_mcp.backend import (
     EngineOutput,
     EngineStateName,
     EngineStatus,
+    LoadOnce,
     ProgressCallback,
+    backend_capacity,
 )
 from sdxl_mcp.backend import ProgressEvent as Event
 from sdxl_mcp.errors import (
@@ -47,6 +49,18 @@ from sdxl_mcp.settings import Settings
 log = logging.getLogger(__name__)
 
 APP_NAME = "sdxl-mcp"
+
+
+#: What a replica sends of an EngineOutput besides the pixels (plain values over Ray).
+_WIRE_FIELDS = tuple(f.name for f in fields(EngineOutput) if f.name != "image")
+
+
+def _deployment_failure(exc: Exception) -> SdxlMcpError:
+    log.exception("Ray Serve deployment failed")
+    return ModelUnavailable(
+        f"Ray Serve deployment failed: {str(exc).splitlines()[0][:300]}. Check "
+        "SDXL_MCP_RAY_ADDRESS and the replicas' logs (ray status / the Ray dashboard)."
+    )
 
 
 def _error_from(payload: dict[str, Any]) -> SdxlMcpError:
@@ -103,22 +117,9 @@ class EngineReplica:
                 yield {"type": "error", "code": exc.code, "message": exc.message,
                        "retry_after_s": exc.retry_after_s}
                 return
-            yield {
-                "type": "result",
-                "replica": self.name,
-                "pixels": np.asarray(output.image),
-                "seed": output.seed,
-                "steps_base": output.steps_base,
-                "steps_refiner": output.steps_refiner,
-                "refined": output.refined,
-                "refiner_error": output.refiner_error,
-                "precision": output.precision,
-                "device": output.device,
-                "base_model": output.base_model,
-                "refiner_model": output.refiner_model,
-                "timings": output.timings,
-                "notes": output.notes,
-            }
+            yield {"type": "result", "replica": self.name,
+                   "pixels": np.asarray(output.image),
+                   **{name: getattr(output, name) for name in _WIRE_FIELDS}}
         except asyncio.CancelledError:
             # The caller cancelled (tool, client or timeout): stop the denoising
             # loop and wait for the thread, so this replica is free when we return.
@@ -139,37 +140,18 @@ class RayBackend:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.capacity = settings.replicas
-        self._lock = threading.Lock()
-        self._state: EngineStateName = "not_loaded"
-        self._error: str | None = None
+        self.capacity = backend_capacity(settings)
+        self._loading = LoadOnce()
         self._handle: Any = None
         self._started_ray = False
-        self._load_time: float | None = None
         self._replicas: dict[str, dict[str, Any]] = {}
 
     @property
     def state(self) -> EngineStateName:
-        return self._state
+        return self._loading.state
 
     def load(self) -> None:
-        with self._lock:
-            if self._state == "ready":
-                return
-            self._state, self._error = "loading", None
-            started = time.perf_counter()
-            try:
-                self._deploy()
-            except Exception as exc:
-                self._state = "failed"
-                self._error = f"Ray Serve deployment failed: {str(exc).splitlines()[0][:300]}"
-                log.exception("Ray Serve deployment failed")
-                raise ModelUnavailable(
-                    f"{self._error}. Check SDXL_MCP_RAY_ADDRESS and the replicas' logs "
-                    "(ray status / the Ray dashboard)."
-                ) from None
-            self._load_time = round(time.perf_counter() - started, 3)
-            self._state = "ready"
+        self._loading.load(self._deploy, _deployment_failure)
 
     def _deploy(self) -> None:
         s = self.settings
@@ -260,15 +242,7 @@ class RayBackend:
         timings["model_load"] = round(timings.get("model_load", 0.0) + model_load, 4)
         return EngineOutput(
             image=Image.fromarray(item["pixels"]),
-            seed=item["seed"],
-            steps_base=item["steps_base"],
-            steps_refiner=item["steps_refiner"],
-            refined=item["refined"],
-            refiner_error=item["refiner_error"],
-            precision=item["precision"],
-            device=item["device"],
-            base_model=item["base_model"],
-            refiner_model=item["refiner_model"],
+            **{name: item[name] for name in _WIRE_FIELDS if name not in ("timings", "notes")},
             timings=timings,
             notes=[*item["notes"], f"ran on replica {replica.rsplit('#', 1)[-1]}"],
         )
@@ -278,7 +252,7 @@ class RayBackend:
         on their own machines, and report device and precision once they ran)."""
         replicas: list[dict[str, Any]] = []
         counts: dict[Any, Any]
-        if self._state == "ready":
+        if self.state == "ready":
             try:
                 app = serve.status().applications.get(APP_NAME)
                 deployment = app.deployments.get("EngineReplica") if app else None
@@ -290,8 +264,8 @@ class RayBackend:
             counts = {}
         first = next(iter(self._replicas.values()), {})
         return EngineStatus(
-            state=self._state,
-            error=self._error,
+            state=self.state,
+            error=self._loading.error,
             backend="ray",
             ray_address=self.settings.ray_address or "local",
             replicas_wanted=self.settings.replicas,
@@ -299,7 +273,7 @@ class RayBackend:
             replicas=replicas,
             device=first.get("device"),
             dtype=first.get("precision"),
-            load_time_s=self._load_time,
+            load_time_s=self._loading.load_time_s,
             base_model=self.settings.base_model,
             refiner_model=self.settings.refiner_model or None,
         )
@@ -313,7 +287,7 @@ class RayBackend:
         if self._started_ray:
             serve.shutdown()
             ray.shutdown()
-        self._state = "not_loaded"
+        self._loading.reset()
 
 
 __all__ = ["EngineReplica", "RayBackend"]

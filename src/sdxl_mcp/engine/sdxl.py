@@ -26,6 +26,7 @@ from sdxl_mcp.backend import (
     EngineOutput,
     EngineStateName,
     EngineStatus,
+    LoadOnce,
     ProgressCallback,
 )
 from sdxl_mcp.engine.devices import (
@@ -64,22 +65,19 @@ class SDXLEngine:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._load_lock = threading.Lock()
+        self._loading = LoadOnce()
         self._generate_lock = threading.Lock()
-        self._state: EngineStateName = "not_loaded"
-        self._error: str | None = None
         self._base: StableDiffusionXLPipeline | None = None
         self._refiner: StableDiffusionXLImg2ImgPipeline | None = None
         self._decision: PrecisionDecision | None = None
         self._load_plan: LoadPlan | None = None
-        self._load_time: float | None = None
         self._base_path: str | None = None
         self._refiner_path: str | None = None
 
     # ----------------------------------------------------------------- state
     @property
     def state(self) -> EngineStateName:
-        return self._state
+        return self._loading.state
 
     @property
     def base(self) -> StableDiffusionXLPipeline:
@@ -92,8 +90,8 @@ class SDXLEngine:
 
     def status(self, plan: bool = False) -> EngineStatus:
         """State and precision; ``plan=True`` before loading works out the load plan."""
-        error = self._error
-        if plan and self._load_plan is None and self._state == "not_loaded":
+        error = self._loading.error
+        if plan and self._load_plan is None and self.state == "not_loaded":
             try:
                 self._load_plan = plan_load(self.settings)
             except SdxlMcpError as exc:
@@ -101,7 +99,7 @@ class SDXLEngine:
         load_plan = self._load_plan
         decision = load_plan.decision if load_plan else None
         return EngineStatus(
-            state=self._state,
+            state=self.state,
             error=error or (load_plan.refusal if load_plan else None),
             base_model=self.settings.base_model,
             refiner_model=self.settings.refiner_model or None,
@@ -112,38 +110,29 @@ class SDXLEngine:
             precision_warning=decision.warning if decision else None,
             parameters=load_plan.parameters if load_plan else None,
             weights_gb=round(decision.weight_bytes / 1024**3, 3) if decision else None,
-            load_time_s=self._load_time,
+            load_time_s=self._loading.load_time_s,
             cuda_available=bool(torch.cuda.is_available()),
         )
 
     # --------------------------------------------------------------- loading
     def load(self) -> None:
         """Load both pipelines once; later calls return at once (or re-raise)."""
-        with self._load_lock:
-            if self._state == "ready":
-                return
-            self._state, self._error = "loading", None
-            started = time.perf_counter()
-            try:
-                self._load()
-                if self.settings.warmup:
-                    self._warmup()
-            except SdxlMcpError as exc:
-                self._fail(exc.message)
-                raise
-            except Exception as exc:  # anything else from diffusers/torch
-                log.exception("Model loading failed")
-                message = f"Model loading failed: {_first_line(exc)}"
-                self._fail(message)
-                raise ModelUnavailable(message) from exc
-            self._load_time = round(time.perf_counter() - started, 3)
-            self._state = "ready"
+        self._loading.load(self._load_and_warm_up, self._failure)
 
-    def _fail(self, message: str) -> None:
-        self._state, self._error = "failed", message
+    def _load_and_warm_up(self) -> None:
+        self._load()
+        if self.settings.warmup:
+            self._warmup()
+
+    def _failure(self, exc: Exception) -> SdxlMcpError:
+        """Free what was loaded; anything not ours becomes ModelUnavailable."""
+        if not isinstance(exc, SdxlMcpError):  # anything else from diffusers/torch
+            log.exception("Model loading failed")
+            exc = ModelUnavailable(f"Model loading failed: {_first_line(exc)}")
         self._base = self._refiner = None
         free_device_memory()
-        log.error("%s", message)
+        log.error("%s", exc.message)
+        return exc
 
     def _load(self) -> None:
         s = self.settings

@@ -23,13 +23,13 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sdxl_mcp.errors import StorageError
+from sdxl_mcp.library.sqlite import locked
 
 if TYPE_CHECKING:
     from sdxl_mcp.library.files import SavedImage
@@ -42,7 +42,6 @@ CATALOG_FILENAME = "catalog.sqlite3"
 SCHEMA_VERSION = 2  # 2: the jobs table (now sdxl_mcp.jobtable)
 SOURCES = ("sdxl", "pexels")
 
-_FIX_HINT = "Free disk space or set SDXL_MCP_OUTPUT_DIR to a writable folder."
 
 
 def _utc_now_iso() -> str:
@@ -124,7 +123,7 @@ class Catalog:
             self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=10.0)
         except sqlite3.Error as exc:
             raise StorageError(
-                f"Could not open the image catalog {self.path}: {exc}. {_FIX_HINT}"
+                f"Could not open the image catalog {self.path}: {exc}. {StorageError.HINT}"
             ) from exc
         self._conn.row_factory = sqlite3.Row
         try:
@@ -157,16 +156,9 @@ class Catalog:
                 self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             logger.info("Catalog %s: schema version %d", self.path, SCHEMA_VERSION)
 
-    @contextlib.contextmanager
-    def _locked(self, action: str) -> Iterator[sqlite3.Connection]:
-        """Hold the lock and turn sqlite errors into an actionable StorageError."""
-        with self._lock:
-            try:
-                yield self._conn
-            except sqlite3.Error as exc:
-                raise StorageError(
-                    f"Could not {action} the image catalog {self.path}: {exc}. {_FIX_HINT}"
-                ) from exc
+    def _locked(self, action: str) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """Hold the lock; sqlite errors become an actionable StorageError."""
+        return locked(self._lock, self._conn, f"{action} the image catalog {self.path}")
 
     def add(self, record: CatalogRecord) -> int:
         """Insert ``record``; returns its id (also set on ``record.id``)."""

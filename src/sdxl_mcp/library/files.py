@@ -49,7 +49,6 @@ __all__ = ["TEMP_PREFIX", "FileStore", "SavedImage"]
 
 TEMP_PREFIX = ".tmp-"
 
-_FIX_HINT = "Free disk space or set SDXL_MCP_OUTPUT_DIR to a writable folder."
 # Names this store creates and is willing to serve back: no separators, no
 # leading dot (hidden / temp files), nothing a shell or URL would mangle.
 _SAFE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
@@ -231,7 +230,8 @@ class FileStore:
                     tmp.unlink()
             logger.error("Saving %s%s in %s failed: %s", stem, suffix, self.output_dir, exc)
             raise StorageError(
-                f"Could not save the image to {self.output_dir}: {_reason(exc)}. {_FIX_HINT}"
+                f"Could not save the image to {self.output_dir}: {_reason(exc)}. "
+                f"{StorageError.HINT}"
             ) from exc
         self._sync_dir()
         return final
@@ -268,7 +268,8 @@ class FileStore:
         except Exception as exc:
             logger.error("Encoding %s as PNG failed: %s", stem, exc)
             raise StorageError(
-                f"Could not save the image to {self.output_dir}: {_reason(exc)}. {_FIX_HINT}"
+                f"Could not save the image to {self.output_dir}: {_reason(exc)}. "
+                f"{StorageError.HINT}"
             ) from exc
         data = buffer.getvalue()
         path = self._store(data, stem, ".png")
@@ -317,7 +318,7 @@ class FileStore:
                 with contextlib.suppress(OSError):
                     tmp.unlink()
             raise StorageError(
-                f"Could not write the metadata file {sidecar}: {_reason(exc)}. {_FIX_HINT}"
+                f"Could not write the metadata file {sidecar}: {_reason(exc)}. {StorageError.HINT}"
             ) from exc
         return sidecar
 
