@@ -13,8 +13,15 @@ from typing import Any, Literal
 
 from sdxl_mcp.backend import EngineOutput, ProgressEvent
 from sdxl_mcp.errors import Cancelled, GenerationTimeout, SdxlMcpError
-from sdxl_mcp.library import InfotextParams, SavedImage
-from sdxl_mcp.schemas import GenerationRequest, GenerationResult, ImageInfo, StepCounts, Timings
+from sdxl_mcp.library import CatalogRecord, InfotextParams, SavedImage
+from sdxl_mcp.schemas import (
+    GenerationRequest,
+    GenerationResult,
+    ImageInfo,
+    LibraryImage,
+    StepCounts,
+    Timings,
+)
 
 
 def generation_message(output: EngineOutput) -> str:
@@ -47,13 +54,14 @@ def generation_timings(output: EngineOutput, queue_wait_s: float, save_s: float)
 
 
 def generation_result(
-    job_id: str, output: EngineOutput, saved: SavedImage, timings: Timings
+    job_id: str, output: EngineOutput, saved: SavedImage, timings: Timings, image_id: str
 ) -> GenerationResult:
     path = str(saved.path)
     return GenerationResult(
         success=True,
         status="succeeded",
         job_id=job_id,
+        image_id=image_id,
         message=generation_message(output),
         image_url=path,
         image=ImageInfo(url=path, source="sdxl", width=saved.width, height=saved.height),
@@ -98,6 +106,35 @@ def infotext_params(request: GenerationRequest, output: EngineOutput) -> Infotex
         refiner_mode=None if not refined or ensemble else "sequential",
         refiner_steps=None if not refined or ensemble else output.steps_refiner,
         refiner_strength=None if not refined or ensemble else request.refiner_strength,
+    )
+
+
+def reused_result(stored: GenerationResult, elapsed_s: float) -> GenerationResult:
+    """A catalogued identical request's Result, returned instead of generating."""
+    return stored.model_copy(update={
+        "job_id": None,
+        "reused": True,
+        "generation_time": round(elapsed_s, 4),
+        "timings": Timings(total=round(elapsed_s, 4)),
+        "message": f"Reused the catalogued image of an identical request (seed {stored.seed}); "
+        "send reuse=false to generate it again.",
+    })
+
+
+def library_image(record: CatalogRecord) -> LibraryImage:
+    """One ``find_images`` entry from its catalog row."""
+    alt = record.parameters.get("alt") if record.source == "pexels" else None
+    return LibraryImage(
+        image_id=record.image_id or record.path.stem,
+        uri=f"image://{record.image_id or record.path.stem}",
+        path=str(record.path),
+        source="pexels" if record.source == "pexels" else "sdxl",
+        prompt=record.prompt,
+        alt=str(alt) if alt else None,
+        width=record.width,
+        height=record.height,
+        seed=record.seed,
+        created=record.created,
     )
 
 

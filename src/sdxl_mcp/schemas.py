@@ -35,6 +35,15 @@ QUALITY_PRESETS: dict[str, dict[str, Any]] = {
 
 SEED_MAX = 2**32 - 1
 
+#: SDXL's training sizes (DESIGN.md "Aspect ratios"); 1.91:1 is the social card.
+ASPECT_RATIOS: dict[str, tuple[int, int]] = {
+    "1:1": (1024, 1024), "16:9": (1344, 768), "9:16": (768, 1344), "4:3": (1152, 896),
+    "3:4": (896, 1152), "3:2": (1216, 832), "2:3": (832, 1216), "21:9": (1536, 640),
+    "1.91:1": (1344, 704),
+}
+AspectRatio = Literal["1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "21:9", "1.91:1"]
+_CONFLICT = "conflicts with width/height"
+
 #: Published in the JSON Schema only (the validator below gives the clearer error).
 _NO_NUL = Field(json_schema_extra={"pattern": r"^[^\x00]*$"})
 Prompt = Annotated[
@@ -54,7 +63,7 @@ def _invisible(value: str) -> bool:
     return all(ch.isspace() or unicodedata.category(ch) == "Cf" for ch in value)
 
 
-_BOOL_FIELDS = ("use_pexels", "use_generation", "use_refinement", "high_quality")
+_BOOL_FIELDS = ("use_pexels", "use_generation", "use_refinement", "high_quality", "reuse")
 _NUMBER_FIELDS = (
     "num_inference_steps", "guidance_scale", "width", "height", "seed",
     "high_noise_frac", "refiner_steps", "refiner_strength",
@@ -158,6 +167,26 @@ class GenerationRequest(BaseModel):
     refiner_strength: float = Field(
         0.3, ge=0.05, le=1.0, description="Sequential mode: img2img strength of the refiner."
     )
+    aspect_ratio: AspectRatio | None = Field(
+        None,
+        description="An SDXL size instead of width/height: 1:1 1024x1024, 16:9 1344x768, "
+        "9:16 768x1344, 4:3 1152x896, 3:4 896x1152, 3:2 1216x832, 2:3 832x1216, "
+        "21:9 1536x640, 1.91:1 1344x704 (social cards).",
+    )
+    reuse: bool = Field(
+        True,
+        description="With an explicit seed, return the catalogued image of an identical "
+        "request at once (reused=true); false always generates.",
+    )
+
+    @field_validator("aspect_ratio", mode="before")
+    @classmethod
+    def _aspect_alone(cls, value: Any) -> Any:
+        if isinstance(value, tuple) and value[:1] == (_CONFLICT,):
+            raise ValueError(
+                "aspect_ratio cannot be combined with width or height: give one or the other"
+            )
+        return value
 
     @field_validator(*_BOOL_FIELDS, mode="before")
     @classmethod
@@ -214,6 +243,11 @@ class GenerationRequest(BaseModel):
         if not isinstance(data, dict):
             return data
         given = without_default_nulls(cls, data)
+        ratio = given.get("aspect_ratio")
+        if ratio is not None and ("width" in given or "height" in given):
+            given["aspect_ratio"] = (_CONFLICT, ratio)  # reported by _aspect_alone
+        elif isinstance(ratio, str) and ratio in ASPECT_RATIOS:
+            given["width"], given["height"] = ASPECT_RATIOS[ratio]
         preset = given.get("quality")
         if isinstance(preset, str) and preset in QUALITY_PRESETS:
             return {**QUALITY_PRESETS[preset], **given}
@@ -278,7 +312,11 @@ class GenerationResult(BaseModel):
     refiner_error: str | None = None
     steps: StepCounts = Field(default_factory=StepCounts)
     timings: Timings = Field(default_factory=Timings)
-    cached: bool = Field(False, description="True when a catalogued identical image was reused.")
+    image_id: str | None = Field(None, description="The library id (image://{image_id}).")
+    reused: bool = Field(
+        False, description="True when the catalogued image of an identical request was returned."
+    )
+    cached: bool = Field(False, description="True when a stock photo was already downloaded.")
     error_code: str | None = None
     retryable: bool | None = None
     # Pexels fields (stock results)
@@ -386,6 +424,7 @@ class PexelsPhoto(BaseModel):
 
 class DownloadedPhoto(BaseModel):
     photo_id: int
+    image_id: str | None = None
     path: str
     source_url: str
     attribution: str
@@ -403,6 +442,46 @@ class StockSearchResult(BaseModel):
     downloaded: DownloadedPhoto | None = None
     rate_limit_remaining: int | None = None
     cached: bool = False
+
+
+# ------------------------------------------------------------------ the library
+class FindImagesRequest(BaseModel):
+    """Arguments of ``find_images``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    query: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = (
+        Field(None, description="Words to search prompts, alt text and photographers for; "
+              "null lists the newest first.")
+    )
+    source: Literal["sdxl", "pexels"] | None = Field(None, description="Only this source.")
+    limit: int = Field(10, ge=1, le=50, description="Images per page (1-50).")
+    offset: int = Field(0, ge=0, le=100_000, description="Images to skip (paging).")
+
+    @field_validator("limit", "offset", mode="before")
+    @classmethod
+    def _json_integer(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, bool | str | bytes):
+            raise ValueError(f"{info.field_name} must be a number (got {_short(value)})")
+        return value
+
+
+class LibraryImage(BaseModel):
+    image_id: str
+    uri: str
+    path: str
+    source: Literal["sdxl", "pexels"]
+    prompt: str
+    alt: str | None = None
+    width: int
+    height: int
+    seed: int | None = None
+    created: str
+
+
+class FindImagesResult(BaseModel):
+    total: int
+    images: list[LibraryImage]
 
 
 # ------------------------------------------------------------------ status

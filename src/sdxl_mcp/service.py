@@ -41,14 +41,20 @@ from sdxl_mcp.errors import (
 from sdxl_mcp.jobs import Job, JobQueue, ProgressListener
 from sdxl_mcp.jobtable import JobTable
 from sdxl_mcp.library import CatalogRecord, ImageStore, format_infotext
+from sdxl_mcp.library.resolver import ImageResolver, ResolvedImage
+from sdxl_mcp.library.reuse import request_key, same_precision
 from sdxl_mcp.preview import preview_jpeg, preview_jpeg_image
 from sdxl_mcp.results import (
     generation_result,
     generation_timings,
     infotext_params,
+    library_image,
+    reused_result,
     sidecar_payload,
 )
 from sdxl_mcp.schemas import (
+    FindImagesRequest,
+    FindImagesResult,
     GenerationRequest,
     GenerationResult,
     GpuStatus,
@@ -86,6 +92,7 @@ class ImageService:
         self._store = store
         self._storage_error: StorageError | None = None
         self._table: JobTable | None = None
+        self._resolver: ImageResolver | None = None
         self._tg: TaskGroup | None = None
         self.jobs = JobQueue(
             capacity=backend.capacity if backend is not None else backend_capacity(settings),
@@ -144,6 +151,7 @@ class ImageService:
             if self._store is None:
                 self._store = ImageStore(self.settings.output_dir)
             self._table = JobTable(self._store.catalog.path)
+            self._resolver = ImageResolver(self._store, self.settings.input_dirs)
             removed = self._store.cleanup_temp_files()
             lost = self._table.mark_unfinished_lost()
         except StorageError as exc:
@@ -199,6 +207,10 @@ class ImageService:
                 log.warning("Stock photo search failed: %s", exc.message)
             if stock is not None:
                 return stock
+        if request.use_generation and request.reuse and request.seed is not None:
+            reused = await self._reused(request)
+            if reused is not None:
+                return reused
         if not request.use_generation:
             # The guide's message when no source can serve; a Pexels fault other
             # than "no key" is more useful to the caller than the generic line.
@@ -218,6 +230,23 @@ class ImageService:
         finally:
             if on_progress is not None and on_progress in job.listeners:
                 job.listeners.remove(on_progress)
+
+    async def _reused(self, request: GenerationRequest) -> GenerationResult | None:
+        """The catalogued Result of an identical request whose file still exists."""
+        key = request_key(request, self.settings)
+        if key is None or self._store is None:
+            return None
+        started = time.perf_counter()
+        record = await anyio.to_thread.run_sync(self._store.catalog.find_by_request_key, key)
+        if record is None or not record.result_json:
+            return None
+        stored = GenerationResult.model_validate_json(record.result_json)
+        # The key holds the precision *setting*; "auto" may decide differently here.
+        decided = self._backend.status().dtype if self._backend is not None else None
+        if not same_precision(stored.model_dump(), decided):
+            return None
+        log.info("Reusing %s for an identical request", record.name)
+        return reused_result(stored, time.perf_counter() - started)
 
     def submit(
         self, request: GenerationRequest, on_progress: ProgressListener | None = None
@@ -265,14 +294,16 @@ class ImageService:
             while len(self._previews) > PREVIEW_CACHE_SIZE:
                 self._previews.popitem(last=False)
         timings = generation_timings(output, job.queue_wait_s, time.perf_counter() - t0)
-        result = generation_result(job.id, output, saved, timings)
+        image_id = self.store.catalog.new_image_id(saved.name)
+        result = generation_result(job.id, output, saved, timings, image_id)
         payload = sidecar_payload(result, request, output)
         try:
             self.store.write_sidecar(saved.path, payload)
             self.store.catalog.add(CatalogRecord.from_saved(
                 saved, prompt=request.prompt, negative_prompt=request.negative_prompt,
                 parameters=payload["request"], seed=output.seed, source="sdxl",
-                result_json=result.model_dump_json(),
+                result_json=result.model_dump_json(), image_id=image_id,
+                request_key=request_key(request, self.settings),
             ))
         except BaseException:
             # The caller is told it failed: leave no image the catalog does not
@@ -291,6 +322,24 @@ class ImageService:
     def resolve_image(self, name: str) -> Path | None:
         """The path of a catalogued image this server saved, by file name, else None."""
         return None if self._store is None else self._store.resolve_name(name)
+
+    # -------------------------------------------------------------- library
+    @property
+    def resolver(self) -> ImageResolver:
+        """Reads image arguments (image_id, image:// URI, allowed path); blocking calls."""
+        if self._resolver is None:
+            raise self._storage_error or RuntimeError("ImageService is not started")
+        return self._resolver
+
+    async def resolve(self, reference: str, argument: str = "image") -> ResolvedImage:
+        """The image an argument names (see ``library.resolver``), checked off the loop."""
+        return await anyio.to_thread.run_sync(self.resolver.resolve, reference, argument)
+
+    async def find_images(self, request: FindImagesRequest) -> FindImagesResult:
+        """The library, newest first or ranked by full-text match."""
+        total, records = await anyio.to_thread.run_sync(lambda: self.store.catalog.search(
+            request.query, source=request.source, limit=request.limit, offset=request.offset))
+        return FindImagesResult(total=total, images=[library_image(r) for r in records])
 
     # ---------------------------------------------------------------- stock
     def _stock_flow(self) -> StockWorkflow:

@@ -109,6 +109,10 @@ class Settings(BaseSettings):
         default_factory=list,
         description="extra Host names (e.g. a DNS name) the HTTP server answers to",
     )
+    input_dirs: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="folders (comma-separated) whose images tools may read by absolute path",
+    )
     backend: Literal["local", "ray"] = "local"
     ray_address: str = ""
     replicas: int = Field(1, ge=1, le=64, description="Ray backend: engine replicas")
@@ -159,12 +163,21 @@ class Settings(BaseSettings):
     def _check_pexels_base_url(cls, value: str) -> str:
         return check_pexels_base_url(value)
 
-    @field_validator("http_allowed_hosts", mode="before")
+    @field_validator("http_allowed_hosts", "input_dirs", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("input_dirs")
+    @classmethod
+    def _folders(cls, value: list[Path]) -> list[Path]:
+        folders = [path.expanduser() for path in value]
+        relative = [str(path) for path in folders if not path.is_absolute()]
+        if relative:
+            raise ValueError(f"folders must be absolute paths (got {relative[0]!r})")
+        return [path.resolve() for path in folders]
 
     @property
     def refiner_enabled(self) -> bool:

@@ -120,6 +120,7 @@ class StockWorkflow:
             path=saved.path,
             timings=Timings(total=elapsed),
             cached=saved.cached,
+            image_id=saved.image_id,
             pexels_photo_id=photo.id,
             pexels_page_url=photo.url,
             attribution=saved.attribution,

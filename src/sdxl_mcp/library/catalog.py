@@ -21,8 +21,10 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,9 +41,32 @@ logger = logging.getLogger(__name__)
 __all__ = ["CATALOG_FILENAME", "SCHEMA_VERSION", "SOURCES", "Catalog", "CatalogRecord"]
 
 CATALOG_FILENAME = "catalog.sqlite3"
-SCHEMA_VERSION = 2  # 2: the jobs table (now sdxl_mcp.jobtable)
+# 2: the jobs table (now sdxl_mcp.jobtable); 3: image ids and full-text search
+SCHEMA_VERSION = 3
 SOURCES = ("sdxl", "pexels")
 
+
+
+_WORD_RE = re.compile(r"\w+", re.UNICODE)
+
+
+def fts_query(text: str | None) -> str | None:
+    """``text`` as an FTS5 query of plain words (None when it has no words)."""
+    words = _WORD_RE.findall(text or "")[:32]
+    if not words:
+        return None
+    quoted = [f'"{word}"' for word in words]
+    quoted[-1] += "*"  # the last word may still be being typed
+    return " ".join(quoted)
+
+
+def _free_image_id(name: str, taken: Callable[[str], bool]) -> str:
+    """The file stem as an image id (URL-safe), made unique if another file has it."""
+    stem, _, suffix = name.rpartition(".")
+    base = re.sub(r"[^A-Za-z0-9_-]+", "_", stem or name)[:70].strip("_-") or "image"
+    base = base if len(base) >= 6 else f"image_{base}"
+    candidates = [base, f"{base}-{suffix}"] + [f"{base}-{n}" for n in range(2, 10_000)]
+    return next(c for c in candidates if not taken(c))
 
 
 def _utc_now_iso() -> str:
@@ -65,6 +90,9 @@ class CatalogRecord:
     source_id: str | None = None  # e.g. the Pexels photo id
     created: str = field(default_factory=_utc_now_iso)  # ISO-8601 UTC
     result_json: str | None = None  # the full Result as JSON, if known
+    #: Identical requests with an explicit seed share it (see ``library.reuse``).
+    request_key: str | None = None
+    image_id: str | None = None  # set by the catalog (the file stem) when not given
     id: int | None = None  # set by the catalog
 
     @classmethod
@@ -102,10 +130,19 @@ CREATE TABLE IF NOT EXISTS images (
 CREATE INDEX IF NOT EXISTS images_request_key ON images (request_key);
 CREATE INDEX IF NOT EXISTS images_source_id ON images (source, source_id);
 """
+# Schema 3: a stable, URL-safe image_id per row, and full-text search over the
+# words a person would search by (rowid = images.id).
+_SCHEMA_3 = """
+CREATE UNIQUE INDEX IF NOT EXISTS images_image_id ON images (image_id);
+CREATE VIRTUAL TABLE IF NOT EXISTS images_fts USING fts5(
+    prompt, negative_prompt, alt, photographer, tokenize = 'unicode61 remove_diacritics 2'
+);
+"""
+_FTS_COLUMNS = "prompt, negative_prompt, alt, photographer"
 
 _COLUMNS = (
     "id, name, path, prompt, negative_prompt, parameters, seed, source, source_id, "
-    "sha256, width, height, created, result_json"
+    "sha256, width, height, created, result_json, request_key, image_id"
 )
 
 
@@ -153,8 +190,36 @@ class Catalog:
         if version < SCHEMA_VERSION:
             with self._conn:
                 self._conn.executescript(_SCHEMA)
+                self._migrate_to_3()
                 self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             logger.info("Catalog %s: schema version %d", self.path, SCHEMA_VERSION)
+
+    def _migrate_to_3(self) -> None:
+        """Give every row an image_id and index every row for search (idempotent)."""
+        conn = self._conn
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(images)")}
+        if "image_id" not in columns:
+            conn.execute("ALTER TABLE images ADD COLUMN image_id TEXT")
+        taken: set[str] = set()
+        for row in conn.execute("SELECT id, name FROM images ORDER BY id").fetchall():
+            image_id = _free_image_id(row["name"], taken.__contains__)
+            taken.add(image_id)
+            conn.execute("UPDATE images SET image_id = ? WHERE id = ?", (image_id, row["id"]))
+        conn.executescript(_SCHEMA_3)
+        conn.execute("DELETE FROM images_fts")
+        for row in conn.execute(f"SELECT {_COLUMNS} FROM images").fetchall():
+            self._index(self._to_record(row))
+        logger.info("Catalog %s: image ids and search index for %d image(s)",
+                    self.path, len(taken))
+
+    def _index(self, record: CatalogRecord) -> None:
+        parameters = record.parameters
+        conn = self._conn
+        conn.execute(
+            f"INSERT INTO images_fts (rowid, {_FTS_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+            (record.id, record.prompt, record.negative_prompt or "",
+             str(parameters.get("alt") or ""), str(parameters.get("photographer") or "")),
+        )
 
     def _locked(self, action: str) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         """Hold the lock; sqlite errors become an actionable StorageError."""
@@ -178,18 +243,30 @@ class Catalog:
             record.height,
             record.created,
             record.result_json,
+            record.request_key,
         )
         with self._locked("write to") as conn, conn:
+            image_id = record.image_id or _free_image_id(record.name, self._image_id_taken)
             cursor = conn.execute(
                 "INSERT INTO images (name, path, prompt, negative_prompt, parameters, seed, "
-                "source, source_id, sha256, width, height, created, result_json) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                values,
+                "source, source_id, sha256, width, height, created, result_json, "
+                "request_key, image_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*values, image_id),
             )
-        row_id = cursor.lastrowid
-        assert row_id is not None
-        record.id = row_id
+            row_id = cursor.lastrowid
+            assert row_id is not None
+            record.id, record.image_id = row_id, image_id
+            self._index(record)
         return row_id
+
+    def new_image_id(self, name: str) -> str:
+        """The image_id a file called ``name`` will get when it is added now."""
+        with self._locked("read"):
+            return _free_image_id(name, self._image_id_taken)
+
+    def _image_id_taken(self, image_id: str) -> bool:
+        return self._conn.execute(
+            "SELECT 1 FROM images WHERE image_id = ?", (image_id,)).fetchone() is not None
 
     def _query(self, sql: str, args: tuple[Any, ...]) -> list[CatalogRecord]:
         with self._locked("read") as conn:
@@ -217,11 +294,47 @@ class Catalog:
             height=row["height"],
             created=row["created"],
             result_json=row["result_json"],
+            request_key=row["request_key"],
+            image_id=row["image_id"],
         )
 
     def get_by_name(self, name: str) -> CatalogRecord | None:
         rows = self._query("WHERE name = ?", (name,))
         return rows[0] if rows else None
+
+    def get_by_image_id(self, image_id: str) -> CatalogRecord | None:
+        rows = self._query("WHERE image_id = ?", (image_id,))
+        return rows[0] if rows else None
+
+    def find_by_request_key(self, key: str) -> CatalogRecord | None:
+        """The newest image of an identical request whose file still exists."""
+        rows = self._query("WHERE request_key = ? ORDER BY created DESC, id DESC", (key,))
+        return next((r for r in rows if r.path.is_file()), None)
+
+    def search(
+        self, query: str | None, *, source: str | None = None, limit: int = 10, offset: int = 0
+    ) -> tuple[int, list[CatalogRecord]]:
+        """(total, one page): newest first, or ranked by full-text match of ``query``.
+
+        The query is read as words (FTS syntax such as ``"``, ``*``, ``NEAR(`` or
+        ``-`` has no special meaning); every word must match, the last as a prefix.
+        """
+        match = fts_query(query)
+        join, where, args = "", [], []
+        if match:
+            join = ("JOIN (SELECT rowid AS hit, rank FROM images_fts WHERE images_fts MATCH ?) "
+                    "ON hit = images.id")
+            args.append(match)
+        if source is not None:
+            where.append("source = ?")
+            args.append(source)
+        condition = f"{join} {'WHERE ' + ' AND '.join(where) if where else ''}"
+        order = "ORDER BY " + ("rank, " if match else "") + "created DESC, images.id DESC"
+        with self._locked("search") as conn:
+            total = int(conn.execute(
+                f"SELECT COUNT(*) FROM images {condition}", args).fetchone()[0])
+        rows = self._query(f"{condition} {order} LIMIT ? OFFSET ?", (*args, limit, offset))
+        return total, rows
 
     def find_by_source_id(self, source: str, source_id: str) -> CatalogRecord | None:
         """The newest record of e.g. a Pexels photo id whose file still exists."""

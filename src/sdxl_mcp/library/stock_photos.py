@@ -97,6 +97,7 @@ class StockPhotos:
                 logger.info("Pexels photo %d already saved at %s", photo.id, existing.path)
                 return DownloadedPhoto(
                     photo_id=photo.id,
+                    image_id=existing.image_id,
                     path=str(existing.path),
                     source_url=str(existing.parameters.get("src_url") or src_url),
                     attribution=attribution,
@@ -145,6 +146,7 @@ class StockPhotos:
             )
             return DownloadedPhoto(
                 photo_id=photo.id,
+                image_id=record.image_id,
                 path=str(record.path),
                 source_url=src_url,
                 attribution=attribution,
