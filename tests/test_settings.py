@@ -438,3 +438,18 @@ def test_the_server_imports_httpx_only_if_the_mcp_sdk_does(tmp_path: Path) -> No
     assert proc.returncode == 0, proc.stderr
     sdk_loaded, after = proc.stdout.split()
     assert after == sdk_loaded
+
+
+def test_input_dirs_are_a_comma_separated_list_of_absolute_folders(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SDXL_MCP_INPUT_DIRS", f"{tmp_path / 'a'}, {tmp_path / 'b'}")
+    assert load_settings().input_dirs == [tmp_path / "a", tmp_path / "b"]
+
+
+def test_a_relative_input_dir_stops_start_up_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SDXL_MCP_INPUT_DIRS", "photos")
+    with pytest.raises(SettingsError, match=r"SDXL_MCP_INPUT_DIRS: folders must be absolute"):
+        load_settings()

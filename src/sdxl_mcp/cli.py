@@ -46,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--width", type=int)
     gen.add_argument("--height", type=int)
     gen.add_argument("--seed", type=int)
+    gen.add_argument("--aspect", dest="aspect_ratio", metavar="RATIO",
+                     help="an SDXL size instead of --width/--height: 1:1, 16:9, 9:16, 4:3, "
+                     "3:4, 3:2, 2:3, 21:9, 1.91:1")
+    gen.add_argument("--no-reuse", dest="reuse", action="store_false", default=None,
+                     help="generate even if an identical request (same seed) is catalogued")
     gen.add_argument("--no-refine", dest="use_refinement", action="store_false", default=None)
     gen.add_argument("--fast-decode", dest="high_quality", action="store_false", default=None,
                      help="let a fp16-safe VAE decode in the engine precision")
@@ -87,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
 _REQUEST_OPTIONS = (
     "negative_prompt", "quality", "num_inference_steps", "guidance_scale", "width", "height",
     "seed", "use_refinement", "high_quality", "refiner_mode", "high_noise_frac",
-    "refiner_steps", "refiner_strength",
+    "refiner_steps", "refiner_strength", "aspect_ratio", "reuse",
 )
 
 

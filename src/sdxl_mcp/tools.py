@@ -35,6 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from sdxl_mcp.backend import ProgressEvent
 from sdxl_mcp.errors import SdxlMcpError
 from sdxl_mcp.schemas import (
+    FindImagesRequest,
+    FindImagesResult,
     GenerationRequest,
     GenerationResult,
     GpuStatus,
@@ -231,6 +233,18 @@ async def gpu_status(ctx: ToolContext, svc: ImageService, _: NoArguments) -> Gpu
     return await svc.gpu_status()
 
 
+async def find_images(
+    ctx: ToolContext, svc: ImageService, request: FindImagesRequest
+) -> CallToolResult:
+    found = await svc.find_images(request)
+    lines = [f"{found.total} image(s)" + (f" for {request.query!r}" if request.query else "")
+             + (f"; showing {len(found.images)} from {request.offset}" if found.images else ".")]
+    lines += [f"{i.image_id} ({i.source}, {i.width}x{i.height}): {(i.alt or i.prompt)[:80]}"
+              for i in found.images]
+    return CallToolResult(content=[TextContent(type="text", text="\n".join(lines))],
+                          structured_content=found.model_dump(mode="json"))
+
+
 # ------------------------------------------------------------------ the table
 def tool_specs(settings: Settings) -> list[ToolSpec]:
     """Every tool of the contract (DESIGN.md "MCP tools"), in the order they are listed."""
@@ -303,6 +317,19 @@ def tool_specs(settings: Settings) -> list[ToolSpec]:
             output=GpuStatus,
             handler=gpu_status,
             annotations=_annotations("GPU and engine status", read_only=True, idempotent=True),
+        ),
+        ToolSpec(
+            name="find_images",
+            title="Find images in the library",
+            description=(
+                "Search the images this server already made or downloaded (prompt, alt text, "
+                "photographer), newest first without a query. Check here before generating: "
+                "each hit has an image_id that other tools take."
+            ),
+            arguments=FindImagesRequest,
+            output=FindImagesResult,
+            handler=find_images,
+            annotations=_annotations("Find images", read_only=True, idempotent=True),
         ),
     ]
 
