@@ -18,7 +18,7 @@ from sdxl_mcp.server import build_server
 from sdxl_mcp.service import ImageService
 
 TOOLS = {"generate_image", "get_generation", "cancel_generation", "search_stock_image",
-         "gpu_status", "find_images"}
+         "gpu_status", "find_images", "export_image"}
 SMALL = {"width": 256, "height": 256, "num_inference_steps": 20}
 
 
@@ -92,7 +92,8 @@ async def test_generate_image_returns_result_preview_and_link(tiny_server: Any) 
         assert len(raw) < 1024 * 1024
         assert max(Image.open(io.BytesIO(raw)).size) <= 512
         link = result.content[2]
-        assert str(link.uri).endswith(data["path"].rsplit("/", 1)[-1])
+        assert str(link.uri) == "image://" + data["image_id"]
+        assert link.name == data["path"].rsplit("/", 1)[-1]
         contents = (await client.read_resource(str(link.uri))).contents[0]
         assert contents.mime_type == "image/png"
         assert png_pixels(contents.blob).shape == (256, 256, 3)

@@ -28,7 +28,9 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from sdxl_mcp import gallery_auth
 from sdxl_mcp.errors import SettingsError
+from sdxl_mcp.gallery import Gallery, auth_redirect
 from sdxl_mcp.openapi import openapi_document
 from sdxl_mcp.rest import RestApi, error_json, rest_routes, starlette_routes
 from sdxl_mcp.server import build_server
@@ -74,12 +76,26 @@ class HostOriginMiddleware:
 
 
 class BearerTokenBackend(AuthenticationBackend):
-    """Every request must carry ``Authorization: Bearer <HTTP_TOKEN>``."""
+    """Every request must carry ``Authorization: Bearer <HTTP_TOKEN>``.
 
-    def __init__(self, token: str) -> None:
+    With ``sessions`` (the gallery's), a browser's session cookie stands in for
+    the token on the reads ``gallery_auth.cookie_may_authorize`` allows, and the
+    sign-in form, logout and the gallery CSS need nothing.
+    """
+
+    def __init__(self, token: str, sessions: gallery_auth.Sessions | None = None) -> None:
         self._token = token.encode()
+        self._sessions = sessions
 
-    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, SimpleUser]:
+    async def authenticate(
+        self, conn: HTTPConnection
+    ) -> tuple[AuthCredentials, SimpleUser] | None:
+        if self._sessions is not None and "authorization" not in conn.headers:
+            if gallery_auth.is_public(conn.url.path):
+                return None
+            if gallery_auth.cookie_may_authorize(conn) and self._sessions.valid(
+                    conn.cookies.get(gallery_auth.COOKIE_NAME)):
+                return AuthCredentials(["authenticated"]), SimpleUser("browser")
         scheme, _, supplied = conn.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not supplied:
             raise AuthenticationError("Missing bearer token: send 'Authorization: Bearer <token>'.")
@@ -89,6 +105,9 @@ class BearerTokenBackend(AuthenticationBackend):
 
 
 def _auth_error(conn: HTTPConnection, exc: AuthenticationError) -> Response:
+    redirect = auth_redirect(conn)  # a gallery page: to the sign-in form
+    if redirect is not None:
+        return redirect
     return error_json(401, "unauthorized", str(exc), headers={"WWW-Authenticate": "Bearer"})
 
 
@@ -114,10 +133,12 @@ def build_http_app(settings: Settings, service: ImageService | None = None) -> S
     routes = rest_routes(settings)
     api = RestApi(svc, document=openapi_document(settings, routes))
     app.router.routes.extend(starlette_routes(api, routes))
+    gallery = Gallery(svc, settings)
+    app.router.routes.extend(gallery.routes())
     if settings.http_token is not None:
         app.add_middleware(
             AuthenticationMiddleware,
-            backend=BearerTokenBackend(settings.http_token.get_secret_value()),
+            backend=BearerTokenBackend(settings.http_token.get_secret_value(), gallery.sessions),
             on_error=_auth_error,
         )
     app.add_middleware(HostOriginMiddleware, security=security)  # outermost

@@ -16,9 +16,11 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
+import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic.json_schema import SkipJsonSchema
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -37,7 +39,15 @@ from sdxl_mcp.errors import (
     StorageError,
     status_for_code,
 )
-from sdxl_mcp.schemas import GenerationResult, RestGenerationRequest, describe_validation_error
+from sdxl_mcp.library.transforms import MAX_SIDE, MIME_TYPES, MIN_SIDE
+from sdxl_mcp.library.views import original_mime_type, served_image, view_transform
+from sdxl_mcp.schemas import (
+    ExportRequest,
+    ExportResult,
+    GenerationResult,
+    RestGenerationRequest,
+    describe_validation_error,
+)
 from sdxl_mcp.service import ImageService
 from sdxl_mcp.settings import Settings
 
@@ -74,8 +84,32 @@ class Health(BaseModel):
     queue: dict[str, Any] = Field(description="running, waiting, max_queue, running_job.")
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def _optional(description: str) -> Any:
+    """A query parameter that may be left out (no ``null`` in the published schema)."""
+    return Field(None, description=description, json_schema_extra=_no_default)
+
+
+_Side = Annotated[int, Field(ge=MIN_SIDE, le=MAX_SIDE)]
+
+
 class ImageParams(BaseModel):
-    name: str = Field(description="The file name (the last part of a Result's path).")
+    """``GET /api/media/images/{ref}``: an image, optionally resized and re-encoded."""
+
+    ref: str = Field(description="An image_id, or (older links) the file name of a Result's "
+                     "path.")
+    format: Literal["png", "webp", "jpeg"] | SkipJsonSchema[None] = _optional(
+        "Re-encode as this format (png when another parameter is given).")
+    width: _Side | SkipJsonSchema[None] = _optional("Output width in pixels.")
+    height: _Side | SkipJsonSchema[None] = _optional("Output height in pixels.")
+    fit: Literal["cover", "contain"] | SkipJsonSchema[None] = _optional(
+        "With width and height: cover (exact size, centre crop; the default) or contain "
+        "(fit inside, keep the aspect).")
+    quality: Annotated[int, Field(ge=1, le=100)] | SkipJsonSchema[None] = _optional(
+        "WebP/JPEG quality (default 85).")
 
 
 class JobParams(BaseModel):
@@ -177,10 +211,19 @@ async def get_job(api: RestApi, params: JobParams, _: None) -> Response:
 
 
 async def get_image(api: RestApi, params: ImageParams, _: None) -> Response:
-    path = api.service.resolve_image(params.name)
-    if path is None:
-        return error_json(404, "not_found", "No such image on this server.")
-    return FileResponse(path, media_type="image/png" if path.suffix == ".png" else "image/jpeg")
+    """The original file (no transform asked), or the transformed view (cached)."""
+    transform = view_transform(params.format, params.width, params.height, params.fit,
+                               params.quality)
+    if transform is None:
+        resolved = await anyio.to_thread.run_sync(served_image, api.service.resolver, params.ref)
+        return FileResponse(resolved.path, media_type=original_mime_type(resolved))
+    data, media_type = await api.service.view_image(params.ref, transform)
+    return Response(data, media_type=media_type)
+
+
+async def export_image(api: RestApi, _: None, request: ExportRequest) -> Response:
+    result = await api.service.export_image(request)
+    return JSONResponse(result.model_dump(mode="json"))
 
 
 async def healthz(api: RestApi, _: None, __: None) -> Response:
@@ -237,14 +280,35 @@ def rest_routes(settings: Settings) -> list[RestRoute]:
             ),
         ),
         RestRoute(
-            "GET", "/api/media/images/{name}", "getImage",
-            "A file this server saved (generated PNG or downloaded photo).",
+            "GET", "/api/media/images/{ref}", "getImage",
+            "An image this server holds (generated or downloaded), optionally resized and "
+            "re-encoded.",
             get_image,
             params=ImageParams,
+            description="Without query parameters: the original file. With any of format, "
+            "width, height, fit, quality: the transformed image (cached).",
             replies=(
                 Reply("200", "The image.", {"type": "string", "format": "binary"},
-                      media=("image/png", "image/jpeg")),
-                Reply.error(NotFound, "No image by that name that this server made."),
+                      media=tuple(MIME_TYPES.values())),
+                Reply.error(BadRequest, "A query value is out of range; the message names it."),
+                Reply.error(NotFound, "No image with this id or name on this server."),
+            ),
+        ),
+        RestRoute(
+            "POST", "/api/media/export", "exportImage",
+            "A web-ready copy of an image: preset or size, WebP/JPEG/PNG, under max_bytes.",
+            export_image,
+            body=ExportRequest,
+            description="The export_image tool's arguments; writes OUTPUT_DIR/exports/"
+            "<image_id>.<preset or WxH>.<ext> (the same request gives the same file).",
+            replies=(
+                Reply("200", "The exported file, its alt text, HTML and Markdown.",
+                      ExportResult),
+                Reply("413", f"The body is larger than {MAX_JSON_BODY // 1024} KiB."),
+                Reply.error(BadRequest, "Invalid request, an image argument the server "
+                            "refuses, or max_bytes unreachable; the message names the field."),
+                Reply.error(NotFound, "No such image on this server."),
+                Reply.error(StorageError, "The export could not be written."),
             ),
         ),
         RestRoute(

@@ -22,10 +22,10 @@ import anyio.to_thread
 from anyio.abc import TaskGroup
 
 from sdxl_mcp import status
+from sdxl_mcp.archive import find_reusable, save_generation
 from sdxl_mcp.backend import (
     ENGINE_EXTRA_MISSING,
     Backend,
-    EngineOutput,
     EngineStatus,
     backend_capacity,
     engine_installed,
@@ -40,19 +40,18 @@ from sdxl_mcp.errors import (
 )
 from sdxl_mcp.jobs import Job, JobQueue, ProgressListener
 from sdxl_mcp.jobtable import JobTable
-from sdxl_mcp.library import CatalogRecord, ImageStore, format_infotext
+from sdxl_mcp.library import ImageStore
+from sdxl_mcp.library.exports import Exporter
 from sdxl_mcp.library.resolver import ImageResolver, ResolvedImage
-from sdxl_mcp.library.reuse import request_key, same_precision
+from sdxl_mcp.library.transforms import Transform
+from sdxl_mcp.library.views import served_image, view_bytes
 from sdxl_mcp.preview import preview_jpeg, preview_jpeg_image
 from sdxl_mcp.results import (
-    generation_result,
-    generation_timings,
-    infotext_params,
     library_image,
-    reused_result,
-    sidecar_payload,
 )
 from sdxl_mcp.schemas import (
+    ExportRequest,
+    ExportResult,
     FindImagesRequest,
     FindImagesResult,
     GenerationRequest,
@@ -93,6 +92,7 @@ class ImageService:
         self._storage_error: StorageError | None = None
         self._table: JobTable | None = None
         self._resolver: ImageResolver | None = None
+        self._exporter: Exporter | None = None
         self._tg: TaskGroup | None = None
         self.jobs = JobQueue(
             capacity=backend.capacity if backend is not None else backend_capacity(settings),
@@ -232,21 +232,11 @@ class ImageService:
                 job.listeners.remove(on_progress)
 
     async def _reused(self, request: GenerationRequest) -> GenerationResult | None:
-        """The catalogued Result of an identical request whose file still exists."""
-        key = request_key(request, self.settings)
-        if key is None or self._store is None:
+        if self._store is None:
             return None
-        started = time.perf_counter()
-        record = await anyio.to_thread.run_sync(self._store.catalog.find_by_request_key, key)
-        if record is None or not record.result_json:
-            return None
-        stored = GenerationResult.model_validate_json(record.result_json)
-        # The key holds the precision *setting*; "auto" may decide differently here.
         decided = self._backend.status().dtype if self._backend is not None else None
-        if not same_precision(stored.model_dump(), decided):
-            return None
-        log.info("Reusing %s for an identical request", record.name)
-        return reused_result(stored, time.perf_counter() - started)
+        return await anyio.to_thread.run_sync(
+            find_reusable, self._store, self.settings, request, decided)
 
     def submit(
         self, request: GenerationRequest, on_progress: ProgressListener | None = None
@@ -277,39 +267,13 @@ class ImageService:
         output = backend.generate(job.request, job.seed, progress, job.cancel)
         output.timings["model_load"] = round(
             output.timings.get("model_load", 0.0) + building_s, 4)
-        return self._save(job, output)
-
-    def _save(self, job: Job, output: EngineOutput) -> GenerationResult:
-        request = job.request
-        t0 = time.perf_counter()
-        saved = self.store.save_image(
-            output.image,
-            seed=output.seed,
-            infotext=format_infotext(infotext_params(request, output)),
-            compress_level=self.settings.png_compress_level,
-        )
-        if self.make_previews:
+        result = save_generation(self.store, self.settings, job.id, job.request, output,
+                                 job.queue_wait_s)
+        if self.make_previews and result.path:
             # From the in-memory image: half the cost of decoding the PNG again.
-            self._previews[str(saved.path)] = preview_jpeg_image(output.image)
+            self._previews[result.path] = preview_jpeg_image(output.image)
             while len(self._previews) > PREVIEW_CACHE_SIZE:
                 self._previews.popitem(last=False)
-        timings = generation_timings(output, job.queue_wait_s, time.perf_counter() - t0)
-        image_id = self.store.catalog.new_image_id(saved.name)
-        result = generation_result(job.id, output, saved, timings, image_id)
-        payload = sidecar_payload(result, request, output)
-        try:
-            self.store.write_sidecar(saved.path, payload)
-            self.store.catalog.add(CatalogRecord.from_saved(
-                saved, prompt=request.prompt, negative_prompt=request.negative_prompt,
-                parameters=payload["request"], seed=output.seed, source="sdxl",
-                result_json=result.model_dump_json(), image_id=image_id,
-                request_key=request_key(request, self.settings),
-            ))
-        except BaseException:
-            # The caller is told it failed: leave no image the catalog does not
-            # know (it could never be served or found again) and no sidecar.
-            self.store.discard(saved.path)
-            raise
         return result
 
     async def preview(self, path: str) -> bytes:
@@ -335,11 +299,27 @@ class ImageService:
         """The image an argument names (see ``library.resolver``), checked off the loop."""
         return await anyio.to_thread.run_sync(self.resolver.resolve, reference, argument)
 
+    async def view_image(self, reference: str, transform: Transform | None) -> tuple[bytes, str]:
+        """(bytes, MIME type) of a library image, transformed (cached) or the original.
+
+        ``reference`` is an image_id, a catalogued file name or an image:// URI;
+        anything else is NotFound (see ``library.views``). Runs off the loop.
+        """
+        return await anyio.to_thread.run_sync(
+            lambda: view_bytes(served_image(self.resolver, reference), transform))
+
     async def find_images(self, request: FindImagesRequest) -> FindImagesResult:
         """The library, newest first or ranked by full-text match."""
         total, records = await anyio.to_thread.run_sync(lambda: self.store.catalog.search(
             request.query, source=request.source, limit=request.limit, offset=request.offset))
         return FindImagesResult(total=total, images=[library_image(r) for r in records])
+
+    async def export_image(self, request: ExportRequest) -> ExportResult:
+        """A web-ready copy in OUTPUT_DIR/exports (see ``library.exports``), off the loop."""
+        resolved = await self.resolve(request.image, "image")
+        if self._exporter is None:
+            self._exporter = Exporter(self.store.output_dir)
+        return await anyio.to_thread.run_sync(self._exporter.export, resolved, request)
 
     # ---------------------------------------------------------------- stock
     def _stock_flow(self) -> StockWorkflow:

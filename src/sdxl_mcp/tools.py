@@ -35,6 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from sdxl_mcp.backend import ProgressEvent
 from sdxl_mcp.errors import SdxlMcpError
 from sdxl_mcp.schemas import (
+    ExportRequest,
+    ExportResult,
     FindImagesRequest,
     FindImagesResult,
     GenerationRequest,
@@ -46,6 +48,7 @@ from sdxl_mcp.schemas import (
 )
 from sdxl_mcp.service import ImageService
 from sdxl_mcp.settings import Settings
+from sdxl_mcp.tools_export import EXPORT_DESCRIPTION, export_image
 
 log = logging.getLogger(__name__)
 
@@ -331,6 +334,16 @@ def tool_specs(settings: Settings) -> list[ToolSpec]:
             handler=find_images,
             annotations=_annotations("Find images", read_only=True, idempotent=True),
         ),
+        ToolSpec(
+            name="export_image",
+            title="Export an image for the web",
+            description=EXPORT_DESCRIPTION,
+            arguments=ExportRequest,
+            output=ExportResult,
+            handler=export_image,
+            # Writes one file under exports/, replacing only the identical export.
+            annotations=_annotations("Export an image", idempotent=True),
+        ),
     ]
 
 
@@ -398,7 +411,7 @@ async def result_content(
         content.append(
             ResourceLink(
                 type="resource_link",
-                uri=IMAGE_URI_PREFIX + name,
+                uri=IMAGE_URI_PREFIX + (result.image_id or name),
                 name=name,
                 mime_type="image/png" if name.endswith(".png") else "image/jpeg",
                 description="The full-size image",

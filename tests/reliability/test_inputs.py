@@ -386,6 +386,9 @@ _VALID = {
     "high_noise_frac": _floats(0.5, 0.95),
     "refiner_steps": st.integers(1, 100),
     "refiner_strength": _floats(0.05, 1.0),
+    "reuse": st.booleans(),
+    # A ratio replaces width/height (tests/test_aspect_ratio.py); here only its null.
+    "aspect_ratio": st.none(),
 }
 assert set(_VALID) | {"prompt"} == set(_FIELDS), "a Request field has no strategy here"
 
@@ -510,7 +513,8 @@ def test_openapi_document_is_valid_openapi_31_and_describes_every_route(
     for schema in document["components"]["schemas"].values():
         jsonschema.Draft202012Validator.check_schema(schema)
     assert set(document["paths"]) == {"/api/media/generate-image", "/api/media/jobs/{job_id}",
-                                      "/api/media/images/{name}", "/healthz", "/openapi.json"}
+                                      "/api/media/images/{ref}", "/api/media/export",
+                                      "/healthz", "/openapi.json"}
     post = document["paths"]["/api/media/generate-image"]["post"]
     assert {"200", "202", "401", "413", "422", "429", "503"} <= set(post["responses"])
     assert document["security"] == [{"bearer": []}]
@@ -557,7 +561,8 @@ def test_openapi_body_schema_accepts_exactly_what_the_model_accepts_on_samples(
 OPERATIONS = [
     ("/api/media/generate-image", "POST"),
     ("/api/media/jobs/{job_id}", "GET"),
-    ("/api/media/images/{name}", "GET"),
+    ("/api/media/images/{ref}", "GET"),
+    ("/api/media/export", "POST"),
     ("/healthz", "GET"),
     ("/openapi.json", "GET"),
 ]
@@ -579,11 +584,15 @@ def test_openapi_served_is_the_generated_document_and_lists_the_fuzzed_operation
 
 
 #: Operations with something a negative case can break (a body or a bounded query).
-NEGATIVE_OPERATIONS = [("/api/media/generate-image", "POST"), ("/api/media/jobs/{job_id}", "GET")]
-#: The one constraint the document states in prose only: "not blank after trimming"
-#: (JSON Schema regex dialects disagree on what whitespace is), so a schema-valid
-#: body may still get a 422 that says this.
-PROSE_ONLY = ("must not be empty",)
+NEGATIVE_OPERATIONS = [("/api/media/generate-image", "POST"), ("/api/media/jobs/{job_id}", "GET"),
+                       ("/api/media/images/{ref}", "GET"), ("/api/media/export", "POST")]
+#: Constraints the document states in prose only, so a schema-valid body may still
+#: get a 422 that says one of them: "not blank after trimming" (JSON Schema regex
+#: dialects disagree on what whitespace is), aspect_ratio *or* width/height (null
+#: for either means its default, which JSON Schema cannot tie together), and an
+#: image reference must name an image this server may read.
+PROSE_ONLY = ("must not be empty", "cannot be combined with width or height",
+              "must be an image_id")
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,10 @@
 PNG save at three compression levels, the preview JPEG (from the file and from
 memory), the result model and its JSON, the atomic sidecar write and the
 catalog insert, each timed on its own with the server's own functions. The
-image is noise (like the tiny model's output): the worst case for PNG. No
-engine, no torch.
+image is noise (like the tiny model's output): the worst case for PNG. The
+export rows (``export_image``) start from a photo-like image (a smooth
+gradient, shapes and a little grain), since noise is no web photo. No engine,
+no torch.
 """
 
 from __future__ import annotations
@@ -54,9 +56,69 @@ def hotpath(size: int, runs: int) -> dict[str, Any]:
         timed("catalog insert (SQLite WAL)", lambda: store.catalog.add(
             CatalogRecord.from_saved(saved, prompt="x", seed=i, result_json=result)))
 
+    export_steps = _export_steps(store, size, timed)
     for i in range(max(3, runs)):
         once(i)
+        export_steps()
     store.close()
     rows = [{"step": name, "median_ms": round(statistics.median(v), 2),
              "min_ms": round(min(v), 2)} for name, v in timings.items()]
     return {"benchmark": "hotpath", "size": size, "runs": max(3, runs), "table": rows}
+
+
+def _photo_like(size: int) -> Any:
+    """A gradient with shapes and grain: compresses like a photo, not like noise."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    rgb = np.dstack([80 + 120 * x, 60 + 150 * y, 140 + 80 * np.sin(6 * x * y)])
+    image = Image.fromarray(rgb.clip(0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    rng = np.random.default_rng(1)
+    for _ in range(40):
+        x0, y0 = (int(v) for v in rng.integers(0, size, 2))
+        w, h = (int(v) for v in rng.integers(4, max(5, size // 4), 2))
+        fill = tuple(int(c) for c in rng.integers(0, 256, 3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)([x0, y0, x0 + w, y0 + h],
+                                                                  fill=fill)
+    grain = rng.normal(0, 4, (size, size, 3))
+    return Image.fromarray((np.asarray(image) + grain).clip(0, 255).astype(np.uint8))
+
+
+def _export_steps(store: Any, size: int, timed: Any) -> Any:
+    """The export rows: og WebP (resize + encode), the max_bytes search, a whole
+    export written to exports/ (temp + fsync + rename), and the same export again."""
+    from sdxl_mcp.library import CatalogRecord
+    from sdxl_mcp.library.exports import Exporter, encode_within, metadata_options
+    from sdxl_mcp.library.resolver import ImageResolver
+    from sdxl_mcp.library.transforms import Transform, encode, resize
+    from sdxl_mcp.schemas import ExportRequest
+
+    image = _photo_like(size)
+    saved = store.save_image(image, seed=1, infotext="a lighthouse\nSteps: 20, Seed: 1",
+                             prefix="export_source")
+    record = CatalogRecord.from_saved(saved, prompt="a lighthouse, highly detailed")
+    store.catalog.add(record)
+    source = ImageResolver(store).resolve(record.image_id or "")
+    exporter = Exporter(store.output_dir)
+    og = Transform("webp", 1200, 630)
+    options = metadata_options("webp", "a lighthouse\nSteps: 20, Seed: 1")
+    full = len(encode(resize(image, og), "webp", 85, **options))
+    cap = max(10_000, full // 2)
+    found = encode_within(resize(image, og), "webp", 85, cap, options).quality
+    request = ExportRequest(image=record.image_id or "")
+
+    def steps() -> None:
+        timed(f"export og WebP q85 from {size}² (resize + encode)", lambda: encode(
+            resize(image, og), "webp", 85, **options))
+        timed(f"export og WebP, max_bytes={cap} (q85 {full} B -> q{found})", lambda: (
+            encode_within(resize(image, og), "webp", 85, cap, options)))
+        made = timed("export_image og WebP, written (temp + fsync + rename)",
+                     lambda: exporter.export(source, request))
+        timed("export_image, the same export again (cached)",
+              lambda: exporter.export(source, request))
+        for path in (made.path, made.path + ".json"):
+            Path(path).unlink()
+
+    return steps

@@ -6,6 +6,8 @@
 * :mod:`~sdxl_mcp.library.catalog`: the SQLite catalog of images;
 * :mod:`~sdxl_mcp.library.store`: :class:`ImageStore`, files and catalog as one;
 * :mod:`~sdxl_mcp.library.stock_photos`: each Pexels photo saved once, catalogued.
+* :mod:`~sdxl_mcp.library.exports`: web-ready exports (sizes, names, max_bytes,
+  metadata) in ``exports/``; :mod:`~sdxl_mcp.library.alt_text`: alt text from prompts.
 
 No torch and no httpx here: stdlib, pillow, anyio and pydantic models.
 """

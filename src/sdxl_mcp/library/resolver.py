@@ -6,7 +6,8 @@ Guarantees (DESIGN.md "Image ids and image references"):
   ``image://<file name>`` too), an absolute path of a catalogued file inside
   OUTPUT_DIR, or an absolute path of a file under one of INPUT_DIRS;
 * paths are compared after resolving symlinks, so a link leading out of those
-  folders, ``..`` traversal or a relative path is refused; nothing outside them
+  folders, ``..`` traversal or a relative path is refused, and so is a
+  catalogued name whose file was replaced by a symlink; nothing outside them
   is ever opened;
 * the file must be an image Pillow can identify, at most MAX_PIXELS (checked
   from the header, without decoding: a decompression bomb is refused cheaply);
@@ -68,11 +69,11 @@ class ImageResolver:
         ref = reference.strip()
         if ref.startswith(IMAGE_URI_PREFIX):
             record = self._catalogued(ref[len(IMAGE_URI_PREFIX):], argument, reference)
-            return self._checked(record.path, record, argument)
+            return self._checked(self._library_file(record, argument), record, argument)
         if ref.startswith(("/", "~")) or re.match(r"^[A-Za-z]:[\\/]", ref):
             return self._from_path(ref, argument)
         record = self._catalogued(ref, argument, reference)
-        return self._checked(record.path, record, argument)
+        return self._checked(self._library_file(record, argument), record, argument)
 
     # -- internals -----------------------------------------------------------
 
@@ -91,6 +92,13 @@ class ImageResolver:
                 "find_images or a Result."
             )
         raise BadRequest(f"{self.accepts(argument)} (got {_short(original)}).")
+
+    def _library_file(self, record: CatalogRecord, argument: str) -> Path:
+        """A catalogued image's file: a plain file in OUTPUT_DIR (a planted symlink is refused)."""
+        path = self.store.resolve_name(record.name)
+        if path is None:
+            raise NotFound(f"{argument}: the file of this image is gone ({record.name}).")
+        return path
 
     def _from_path(self, ref: str, argument: str) -> ResolvedImage:
         try:

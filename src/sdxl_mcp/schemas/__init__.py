@@ -1,0 +1,95 @@
+"""Request and Result models shared by the MCP tools, the REST API and the CLI.
+
+One module per face of the contract: ``generation`` (Request, Result), ``stock``
+(Pexels search), ``library`` (find_images), ``export`` (export_image),
+``status`` (gpu_status); ``fields`` holds what they share (presets, aspect
+ratios, the "null means the default" rule, error wording). Import from here.
+"""
+
+from sdxl_mcp.schemas.export import (
+    EXPORT_PRESETS,
+    AltText,
+    ExportFormat,
+    ExportPreset,
+    ExportRequest,
+    ExportResult,
+)
+from sdxl_mcp.schemas.fields import (
+    ASPECT_RATIOS,
+    QUALITY_PRESETS,
+    SEED_MAX,
+    AspectRatio,
+    JobStatus,
+    NegativePrompt,
+    Prompt,
+    QualityPreset,
+    RefinerMode,
+    describe_validation_error,
+    null_means_default,
+    without_default_nulls,
+)
+from sdxl_mcp.schemas.generation import (
+    GenerationRequest,
+    GenerationResult,
+    ImageInfo,
+    RestGenerationRequest,
+    StepCounts,
+    Timings,
+)
+from sdxl_mcp.schemas.library import (
+    FindImagesRequest,
+    FindImagesResult,
+    LibraryImage,
+)
+from sdxl_mcp.schemas.status import (
+    EngineStateName,
+    EngineStatus,
+    GpuStatus,
+)
+from sdxl_mcp.schemas.stock import (
+    DownloadedPhoto,
+    Orientation,
+    PexelsPhoto,
+    PhotoSize,
+    StockSearchRequest,
+    StockSearchResult,
+)
+
+__all__ = [
+    "ASPECT_RATIOS",
+    "EXPORT_PRESETS",
+    "QUALITY_PRESETS",
+    "SEED_MAX",
+    "AltText",
+    "AspectRatio",
+    "DownloadedPhoto",
+    "EngineStateName",
+    "EngineStatus",
+    "ExportFormat",
+    "ExportPreset",
+    "ExportRequest",
+    "ExportResult",
+    "FindImagesRequest",
+    "FindImagesResult",
+    "GenerationRequest",
+    "GenerationResult",
+    "GpuStatus",
+    "ImageInfo",
+    "JobStatus",
+    "LibraryImage",
+    "NegativePrompt",
+    "Orientation",
+    "PexelsPhoto",
+    "PhotoSize",
+    "Prompt",
+    "QualityPreset",
+    "RefinerMode",
+    "RestGenerationRequest",
+    "StepCounts",
+    "StockSearchRequest",
+    "StockSearchResult",
+    "Timings",
+    "describe_validation_error",
+    "null_means_default",
+    "without_default_nulls",
+]

@@ -1,0 +1,164 @@
+"""Shared pieces of the request models: presets, aspect ratios, prompt types, the
+one "null means the default" rule, and the one-sentence wording of validation errors.
+
+Bounds live in pydantic, so every transport rejects the same inputs with the same
+words. Nothing is clamped or rounded: out-of-range input is an error that names
+the field and the bound.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
+
+QualityPreset = Literal["high", "medium", "fast"]
+RefinerMode = Literal["ensemble", "sequential"]
+JobStatus = Literal["succeeded", "running", "failed", "cancelled"]
+
+#: The source guide's quality levels. Fields set explicitly in a request win.
+QUALITY_PRESETS: dict[str, dict[str, Any]] = {
+    "high": {"use_refinement": True, "num_inference_steps": 50, "guidance_scale": 8.0},
+    "medium": {"use_refinement": True, "num_inference_steps": 30, "guidance_scale": 7.5},
+    "fast": {"use_refinement": False, "num_inference_steps": 20, "guidance_scale": 7.5},
+}
+
+SEED_MAX = 2**32 - 1
+
+#: SDXL's training sizes (DESIGN.md "Aspect ratios"); 1.91:1 is the social card.
+ASPECT_RATIOS: dict[str, tuple[int, int]] = {
+    "1:1": (1024, 1024), "16:9": (1344, 768), "9:16": (768, 1344), "4:3": (1152, 896),
+    "3:4": (896, 1152), "3:2": (1216, 832), "2:3": (832, 1216), "21:9": (1536, 640),
+    "1.91:1": (1344, 704),
+}
+AspectRatio = Literal["1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "21:9", "1.91:1"]
+_CONFLICT = "conflicts with width/height"
+
+#: Published in the JSON Schema only (the validator below gives the clearer error).
+_NO_NUL = Field(json_schema_extra={"pattern": r"^[^\x00]*$"})
+Prompt = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), _NO_NUL
+]
+NegativePrompt = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500), _NO_NUL]
+
+
+def _no_control_chars(value: str | None, field: str) -> str | None:
+    if value is not None and "\x00" in value:
+        raise ValueError(f"{field} must not contain NUL characters")
+    return value
+
+
+def _invisible(value: str) -> bool:
+    """Only whitespace and format characters (zero-width space, joiners, direction marks)."""
+    return all(ch.isspace() or unicodedata.category(ch) == "Cf" for ch in value)
+
+
+_BOOL_FIELDS = ("use_pexels", "use_generation", "use_refinement", "high_quality", "reuse")
+_NUMBER_FIELDS = (
+    "num_inference_steps", "guidance_scale", "width", "height", "seed",
+    "high_noise_frac", "refiner_steps", "refiner_strength",
+)
+
+
+# ------------------------------------------------------- null means the default
+# The one rule for every transport: a JSON null for a field that has a default
+# means "use the default" (the quality preset's, when one is chosen), so clients
+# that send every argument can still let a preset decide. The model applies it
+# when validating and publishes it in its JSON Schema, which is what the MCP
+# tool's input schema and the OpenAPI document are made of.
+def null_means_default(model: type[BaseModel]) -> frozenset[str]:
+    """The fields of ``model`` where null means the default: every optional one."""
+    return frozenset(name for name, info in model.model_fields.items() if not info.is_required())
+
+
+def without_default_nulls(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` less the nulls that mean "the default" (so the default applies)."""
+    defaulted = null_means_default(model)
+    return {k: v for k, v in data.items() if v is not None or k not in defaulted}
+
+
+#: Fields a quality preset sets: their published default is null, so a client
+#: that fills in every default does not override the preset it chose.
+_PRESET_FIELDS = frozenset(key for preset in QUALITY_PRESETS.values() for key in preset)
+
+
+def _publish_null_means_default(schema: dict[str, Any], model: type[Any]) -> None:
+    """Mark the defaulted fields nullable in the model's JSON Schema."""
+    properties = schema.get("properties", {})
+    for name in null_means_default(model) & properties.keys():
+        prop = properties[name]
+        if not _allows_null(prop):
+            outer = {k: prop.pop(k) for k in ("default", "description", "title") if k in prop}
+            properties[name] = prop = {"anyOf": [prop, {"type": "null"}], **outer}
+        if name in _PRESET_FIELDS and prop.get("default") is not None:
+            default = prop.pop("default")
+            prop["description"] = (f"{prop.get('description', '')} Default {json.dumps(default)} "
+                                   "(or the quality preset's).").strip()
+            prop["default"] = None
+
+
+def _allows_null(prop: dict[str, Any]) -> bool:
+    return prop.get("type") == "null" or any(_allows_null(p) for p in prop.get("anyOf", ()))
+
+
+
+_BOUND_WORDS = {
+    "greater_than_equal": "≥",
+    "less_than_equal": "≤",
+    "greater_than": ">",
+    "less_than": "<",
+}
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One sentence per problem, each naming the field and the bound."""
+    parts: list[str] = []
+    for err in exc.errors():
+        loc = ".".join(_loc_part(p) for p in err.get("loc", ())) or "request"
+        kind = err.get("type", "")
+        ctx = err.get("ctx") or {}
+        got = err.get("input")
+        got_text = "" if isinstance(got, dict) else f" (got {_short(got)})"
+        if kind in _BOUND_WORDS:
+            bound = next(iter(ctx.values()), "?")
+            parts.append(f"{loc} must be {_BOUND_WORDS[kind]} {bound}{got_text}")
+        elif kind == "string_too_long":
+            parts.append(f"{loc} must be at most {ctx.get('max_length')} characters")
+        elif kind == "string_too_short":
+            parts.append(f"{loc} must not be empty")
+        elif kind == "json_invalid":
+            parts.append(f"the body is not valid JSON ({ctx.get('error', 'parse error')})")
+        elif kind == "model_type":
+            parts.append(f"{loc} must be a JSON object")
+        elif kind == "missing":
+            parts.append(f"{loc} is required")
+        elif kind == "extra_forbidden":
+            parts.append(f"{loc} is not a known field")
+        elif kind == "literal_error":
+            parts.append(f"{loc} must be one of {ctx.get('expected')}{got_text}")
+        else:
+            msg = str(err.get("msg", "is invalid")).removeprefix("Value error, ")
+            if msg.startswith(loc):
+                parts.append(msg)
+            else:
+                parts.append(f"{loc}: {msg}{got_text}")
+    return "Invalid request: " + "; ".join(parts) + "."
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _loc_part(part: Any) -> str:
+    """A field name as is; anything else a client sent as a key, quoted and cut short."""
+    if isinstance(part, int) or (isinstance(part, str) and part.isidentifier() and len(part) <= 40):
+        return str(part)
+    return _short(part)

@@ -1,0 +1,249 @@
+"""The generation Request (MCP defaults; REST's guide defaults) and the Result."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from sdxl_mcp.schemas.fields import (
+    _BOOL_FIELDS,
+    _CONFLICT,
+    _NUMBER_FIELDS,
+    ASPECT_RATIOS,
+    QUALITY_PRESETS,
+    SEED_MAX,
+    AspectRatio,
+    JobStatus,
+    NegativePrompt,
+    Prompt,
+    QualityPreset,
+    RefinerMode,
+    _invisible,
+    _no_control_chars,
+    _publish_null_means_default,
+    _short,
+    without_default_nulls,
+)
+
+
+class GenerationRequest(BaseModel):
+    """One image request (DESIGN.md "Request"); MCP defaults."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        frozen=True,
+        json_schema_extra=_publish_null_means_default,
+    )
+
+    prompt: Prompt = Field(description="What the image should show (1-500 characters).")
+    negative_prompt: NegativePrompt | None = Field(
+        None, description="What the image should avoid (up to 500 characters)."
+    )
+    use_pexels: bool = Field(False, description="Try a free Pexels stock photo first.")
+    use_generation: bool = Field(
+        True, description="Generate with SDXL when no stock photo was used."
+    )
+    use_refinement: bool = Field(True, description="Run the SDXL refiner stage.")
+    high_quality: bool = Field(
+        True,
+        description="Decode in fp32 (VAE upcast); false lets a fp16-safe VAE decode "
+        "in the engine's precision.",
+    )
+    quality: QualityPreset | None = Field(
+        None,
+        description="Preset: high = refine, 50 steps, cfg 8.0; medium = refine, 30, 7.5; "
+        "fast = no refiner, 20, 7.5. Fields given explicitly override the preset.",
+    )
+    num_inference_steps: int = Field(50, ge=20, le=100, description="Base schedule length.")
+    guidance_scale: float = Field(8.0, ge=1.0, le=20.0, description="Prompt adherence (CFG).")
+    width: int = Field(
+        1024, ge=256, le=2048, json_schema_extra={"multipleOf": 8},
+        description="Width in pixels, multiple of 8.",
+    )
+    height: int = Field(
+        1024, ge=256, le=2048, json_schema_extra={"multipleOf": 8},
+        description="Height in pixels, multiple of 8.",
+    )
+    seed: int | None = Field(
+        None, ge=0, le=SEED_MAX, description="Random seed; null picks one (it is returned)."
+    )
+    refiner_mode: RefinerMode = Field(
+        "ensemble",
+        description="ensemble: base stops at high_noise_frac and the refiner finishes the "
+        "schedule; sequential: base runs fully, then refiner img2img.",
+    )
+    high_noise_frac: float = Field(
+        0.8, ge=0.5, le=0.95, description="Ensemble mode: fraction of the schedule run by base."
+    )
+    refiner_steps: int = Field(
+        30, ge=1, le=100, description="Sequential mode: refiner steps actually run."
+    )
+    refiner_strength: float = Field(
+        0.3, ge=0.05, le=1.0, description="Sequential mode: img2img strength of the refiner."
+    )
+    aspect_ratio: AspectRatio | None = Field(
+        None,
+        description="An SDXL size instead of width/height (not with them): 1:1 1024x1024, "
+        "16:9 1344x768, "
+        "9:16 768x1344, 4:3 1152x896, 3:4 896x1152, 3:2 1216x832, 2:3 832x1216, "
+        "21:9 1536x640, 1.91:1 1344x704 (social cards).",
+    )
+    reuse: bool = Field(
+        True,
+        description="With an explicit seed, return the catalogued image of an identical "
+        "request at once (reused=true); false always generates.",
+    )
+
+    @field_validator("aspect_ratio", mode="before")
+    @classmethod
+    def _aspect_alone(cls, value: Any) -> Any:
+        if isinstance(value, tuple) and value[:1] == (_CONFLICT,):
+            raise ValueError(
+                "aspect_ratio cannot be combined with width or height: give one or the other"
+            )
+        return value
+
+    @field_validator(*_BOOL_FIELDS, mode="before")
+    @classmethod
+    def _json_boolean(cls, value: Any, info: Any) -> Any:
+        # JSON Schema "boolean": true or false, not "true", "off" or 1.
+        if value is not None and not isinstance(value, bool):
+            raise ValueError(
+                f"{info.field_name} must be true or false (got {type(value).__name__} "
+                f"{_short(value)})"
+            )
+        return value
+
+    @field_validator(*_NUMBER_FIELDS, mode="before")
+    @classmethod
+    def _json_number(cls, value: Any, info: Any) -> Any:
+        # JSON Schema "number"/"integer": never a boolean or a string of digits.
+        if isinstance(value, bool | str | bytes):
+            raise ValueError(
+                f"{info.field_name} must be a number (got {type(value).__name__} "
+                f"{_short(value)})"
+            )
+        return value
+
+    @field_validator("prompt", "negative_prompt")
+    @classmethod
+    def _reject_nul(cls, value: str | None, info: Any) -> str | None:
+        value = _no_control_chars(value, info.field_name)
+        if value is not None and value and _invisible(value):
+            if info.field_name == "prompt":
+                raise ValueError("prompt must not be empty (it has only invisible characters)")
+            value = ""
+        if info.field_name == "negative_prompt" and value == "":
+            return None  # a blank negative prompt means none
+        return value
+
+    @field_validator("width", "height")
+    @classmethod
+    def _multiple_of_8(cls, value: int, info: Any) -> int:
+        if value % 8:
+            raise ValueError(f"{info.field_name} must be a multiple of 8 (got {value})")
+        return value
+
+    @field_validator("guidance_scale", "high_noise_frac", "refiner_strength")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        """Fill preset values for the fields the caller did not give (null = not given)."""
+        if not isinstance(data, dict):
+            return data
+        given = without_default_nulls(cls, data)
+        ratio = given.get("aspect_ratio")
+        if ratio is not None and ("width" in given or "height" in given):
+            given["aspect_ratio"] = (_CONFLICT, ratio)  # reported by _aspect_alone
+        elif isinstance(ratio, str) and ratio in ASPECT_RATIOS:
+            given["width"], given["height"] = ASPECT_RATIOS[ratio]
+        preset = given.get("quality")
+        if isinstance(preset, str) and preset in QUALITY_PRESETS:
+            return {**QUALITY_PRESETS[preset], **given}
+        return given
+
+
+class RestGenerationRequest(GenerationRequest):
+    """The source guide's REST body: stock first, generation opt-in."""
+
+    use_pexels: bool = Field(True, description="Try a free Pexels stock photo first.")
+    use_generation: bool = Field(
+        False, description="Generate with SDXL when no stock photo was used."
+    )
+
+
+class ImageInfo(BaseModel):
+    url: str
+    source: Literal["sdxl", "pexels"]
+    photographer: str | None = None
+    photographer_url: str | None = None
+    width: int
+    height: int
+
+
+class StepCounts(BaseModel):
+    base: int = 0
+    refiner: int = 0
+
+
+class Timings(BaseModel):
+    """Seconds spent in each phase of one request."""
+
+    queue_wait: float = Field(0.0, description="Waiting for a free generation slot.")
+    model_load: float = Field(
+        0.0,
+        description="Waiting for the engine: importing torch/diffusers and loading the "
+        "models (0 once they are resident).",
+    )
+    base: float = 0.0
+    refiner: float = 0.0
+    decode: float = 0.0
+    save: float = 0.0
+    total: float = 0.0
+
+
+class GenerationResult(BaseModel):
+    """The Result (DESIGN.md): the seed's fields plus what an agent needs."""
+
+    success: bool
+    status: JobStatus
+    message: str
+    job_id: str | None = None
+    image_url: str | None = None
+    image: ImageInfo | None = None
+    generation_time: float = 0.0
+    path: str | None = None
+    metadata_path: str | None = None
+    seed: int | None = None
+    precision: str | None = None
+    device: str | None = None
+    refined: bool | None = None
+    refiner_error: str | None = None
+    steps: StepCounts = Field(default_factory=StepCounts)
+    timings: Timings = Field(default_factory=Timings)
+    image_id: str | None = Field(None, description="The library id (image://{image_id}).")
+    reused: bool = Field(
+        False, description="True when the catalogued image of an identical request was returned."
+    )
+    cached: bool = Field(False, description="True when a stock photo was already downloaded.")
+    error_code: str | None = None
+    retryable: bool | None = None
+    # Pexels fields (stock results)
+    pexels_photo_id: int | None = None
+    pexels_page_url: str | None = None
+    attribution: str | None = None

@@ -1,0 +1,55 @@
+"""Arguments and results of ``find_images`` (the library)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+
+from sdxl_mcp.schemas.fields import _short
+
+
+# ------------------------------------------------------------------ the library
+class FindImagesRequest(BaseModel):
+    """Arguments of ``find_images``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    query: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = (
+        Field(None, description="Words to search prompts, alt text and photographers for; "
+              "null lists the newest first.")
+    )
+    source: Literal["sdxl", "pexels"] | None = Field(None, description="Only this source.")
+    limit: int = Field(10, ge=1, le=50, description="Images per page (1-50).")
+    offset: int = Field(0, ge=0, le=100_000, description="Images to skip (paging).")
+
+    @field_validator("limit", "offset", mode="before")
+    @classmethod
+    def _json_integer(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, bool | str | bytes):
+            raise ValueError(f"{info.field_name} must be a number (got {_short(value)})")
+        return value
+
+
+class LibraryImage(BaseModel):
+    image_id: str
+    uri: str
+    path: str
+    source: Literal["sdxl", "pexels"]
+    prompt: str
+    alt: str | None = None
+    width: int
+    height: int
+    seed: int | None = None
+    created: str
+
+
+class FindImagesResult(BaseModel):
+    total: int
+    images: list[LibraryImage]
