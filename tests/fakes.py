@@ -9,7 +9,7 @@ from PIL import Image
 
 from sdxl_mcp.backend import CancelToken, EngineOutput, ProgressEvent
 from sdxl_mcp.errors import Cancelled
-from sdxl_mcp.schemas import EngineStateName, EngineStatus, GenerationRequest
+from sdxl_mcp.schemas import EditRequest, EngineStateName, EngineStatus, GenerationRequest
 
 
 class GatedBackend:
@@ -30,6 +30,7 @@ class GatedBackend:
         self.started = threading.Event()
         self.cancelled = threading.Event()
         self.calls = 0
+        self.edits: list[tuple[EditRequest, tuple[int, int], tuple[int, int] | None]] = []
         self._state: EngineStateName = "not_loaded"
 
     @property
@@ -67,3 +68,14 @@ class GatedBackend:
             precision="fp32", device="cpu", base_model="fake", refiner_model=None,
             timings={"base": 0.01},
         )
+
+    def edit(
+        self, req: EditRequest, seed: int, source: Image.Image, mask: Image.Image | None = None,
+        on_progress: Any = None, cancel: CancelToken | None = None,
+    ) -> EngineOutput:
+        """Like ``generate``, at the source's size (records what it was given)."""
+        self.edits.append((req, source.size, None if mask is None else mask.size))
+        size_request = GenerationRequest(prompt=req.prompt, width=256, height=256)
+        out = self.generate(size_request, seed, on_progress, cancel)
+        out.image = Image.new("RGB", source.size, (seed % 256, 100, 150))
+        return out

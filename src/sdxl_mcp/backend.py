@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from PIL import Image
 
 from sdxl_mcp.errors import ModelUnavailable, SdxlMcpError
-from sdxl_mcp.schemas import EngineStateName, EngineStatus, GenerationRequest
+from sdxl_mcp.schemas import EditRequest, EngineStateName, EngineStatus, GenerationRequest
 
 if TYPE_CHECKING:
     from sdxl_mcp.settings import Settings
@@ -99,6 +99,19 @@ class Backend(Protocol):
         cancel: CancelToken | None = None,
     ) -> EngineOutput:
         """Run one generation (blocking); raises ``SdxlMcpError`` subclasses."""
+        ...
+
+    def edit(
+        self,
+        request: EditRequest,
+        seed: int,
+        source: Image.Image,
+        mask: Image.Image | None = None,
+        on_progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> EngineOutput:
+        """Run one edit (blocking): image-to-image, or inpainting where ``mask`` is white.
+        ``source`` and ``mask`` are already checked by the service (size, aspect, content)."""
         ...
 
     def status(self, plan: bool = False) -> EngineStatus:

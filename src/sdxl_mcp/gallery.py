@@ -202,7 +202,7 @@ class Gallery:
         except ValidationError as exc:
             return self.error_page(422, "Bad request", describe_validation_error(exc))
         try:
-            found = await self.service.find_images(FindImagesRequest(
+            found = await self.service.library.find_images(FindImagesRequest(
                 query=query.q, source=query.source, limit=PER_PAGE,
                 offset=(query.page - 1) * PER_PAGE))
         except SdxlMcpError as exc:

@@ -26,7 +26,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import anyio.from_thread
@@ -45,7 +45,10 @@ from sdxl_mcp.errors import (
 )
 from sdxl_mcp.jobtable import JobTable
 from sdxl_mcp.results import error_result, running_result
-from sdxl_mcp.schemas import GenerationRequest, GenerationResult
+from sdxl_mcp.schemas import EditRequest, GenerationRequest, GenerationResult
+
+if TYPE_CHECKING:
+    from sdxl_mcp.editflow import EditSources
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +67,10 @@ DEFAULT_JOB_S = 30.0
 @dataclass
 class Job:
     id: str
-    request: GenerationRequest
+    request: GenerationRequest | EditRequest
     seed: int
+    #: An edit's decoded source and mask (checked before admission); None: a generation.
+    edit: EditSources | None = None
     created: float = field(default_factory=time.monotonic)
     state: JobState = "queued"
     progress: ProgressEvent | None = None
@@ -118,9 +123,14 @@ class JobQueue:
 
     # ------------------------------------------------------------ admission
     def submit(
-        self, request: GenerationRequest, on_progress: ProgressListener | None = None
+        self,
+        request: GenerationRequest | EditRequest,
+        on_progress: ProgressListener | None = None,
+        edit: EditSources | None = None,
     ) -> Job:
-        """One running per slot plus MAX_QUEUE waiting; more is ``Busy``."""
+        """One running per slot plus MAX_QUEUE waiting; more is ``Busy``.
+
+        An edit (``edit`` set, ``request`` an ``EditRequest``) shares the slots."""
         if self._tg is None:
             raise RuntimeError("ImageService must be used as an async context manager")
         if self.closing:
@@ -134,7 +144,7 @@ class JobQueue:
                 retry_after_s=self.retry_after(),
             )
         seed = request.seed if request.seed is not None else secrets.randbelow(2**32)
-        job = Job(id=uuid.uuid4().hex, request=request, seed=seed)
+        job = Job(id=uuid.uuid4().hex, request=request, seed=seed, edit=edit)
         if on_progress is not None:
             job.listeners.append(on_progress)
         job.queue_wait = anyio.CancelScope()

@@ -42,6 +42,7 @@ from sdxl_mcp.errors import (
 from sdxl_mcp.library.transforms import MAX_SIDE, MIME_TYPES, MIN_SIDE
 from sdxl_mcp.library.views import original_mime_type, served_image, view_transform
 from sdxl_mcp.schemas import (
+    EditRequest,
     ExportRequest,
     ExportResult,
     GenerationResult,
@@ -215,14 +216,19 @@ async def get_image(api: RestApi, params: ImageParams, _: None) -> Response:
     transform = view_transform(params.format, params.width, params.height, params.fit,
                                params.quality)
     if transform is None:
-        resolved = await anyio.to_thread.run_sync(served_image, api.service.resolver, params.ref)
+        resolved = await anyio.to_thread.run_sync(
+            served_image, api.service.library.resolver, params.ref)
         return FileResponse(resolved.path, media_type=original_mime_type(resolved))
-    data, media_type = await api.service.view_image(params.ref, transform)
+    data, media_type = await api.service.library.view_image(params.ref, transform)
     return Response(data, media_type=media_type)
 
 
+async def edit_image(api: RestApi, _: None, request: EditRequest) -> Response:
+    return result_response(await api.service.edit(request))
+
+
 async def export_image(api: RestApi, _: None, request: ExportRequest) -> Response:
-    result = await api.service.export_image(request)
+    result = await api.service.library.export_image(request)
     return JSONResponse(result.model_dump(mode="json"))
 
 
@@ -292,6 +298,23 @@ def rest_routes(settings: Settings) -> list[RestRoute]:
                       media=tuple(MIME_TYPES.values())),
                 Reply.error(BadRequest, "A query value is out of range; the message names it."),
                 Reply.error(NotFound, "No image with this id or name on this server."),
+            ),
+        ),
+        RestRoute(
+            "POST", "/api/media/edit-image", "editImage",
+            "Edit an image: image-to-image, or inpainting with a mask (white = repaint).",
+            edit_image,
+            body=EditRequest,
+            description="The edit_image tool's arguments; the output keeps the source's size "
+            f"(a multiple of 8). Waits up to {settings.max_wait_s:g} s (MAX_WAIT_S).",
+            replies=(
+                *result,
+                Reply("413", f"The body is larger than {MAX_JSON_BODY // 1024} KiB."),
+                Reply.error(BadRequest, "Invalid request, an image or mask the server refuses, "
+                            "or a mask that does not fit; the message names the field."),
+                Reply.error(NotFound, "No such image on this server."),
+                Reply.error(Busy, "Busy (queue full); retry after Retry-After.",
+                            retry_after=True),
             ),
         ),
         RestRoute(

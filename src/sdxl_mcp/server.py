@@ -136,13 +136,13 @@ async def read_metadata(image_id: str, ctx: Context[ImageService, Any]) -> str:
     svc = ctx.request_context.lifespan_context
     with _protocol_errors():
         return await anyio.to_thread.run_sync(
-            lambda: metadata_json(served_image(svc.resolver, image_id)))
+            lambda: metadata_json(served_image(svc.library.resolver, image_id)))
 
 
 async def _view(ctx: Context[ImageService, Any], image_id: str,
                 transform: Transform | None) -> bytes:
     with _protocol_errors():
-        data, _ = await ctx.request_context.lifespan_context.view_image(image_id, transform)
+        data, _ = await ctx.request_context.lifespan_context.library.view_image(image_id, transform)
     return data
 
 

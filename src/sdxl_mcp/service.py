@@ -1,8 +1,9 @@
 """ImageService: the workflow behind every transport (MCP, REST, CLI).
 
-A facade: stock first (``stockflow``), then generation through the job queue
-(``jobs``) on the backend (``backend``), results shaped by ``results`` and kept
-by the library (``library``); status by ``status``. It knows nothing of MCP or
+A facade: stock first (``stockflow``), then generation (or an edit:
+``editflow``) through the job queue (``jobs``) on the backend (``backend``),
+results shaped by ``results`` and kept by the library (``library``); status by
+``status``. It knows nothing of MCP or
 HTTP, reaches the engine and the cluster only through ``sdxl_mcp.backend``, and
 runs blocking work (torch, disk, SQLite) in worker threads so the event loop
 never stalls. Storage opens once, at start-up (``async with``).
@@ -31,6 +32,7 @@ from sdxl_mcp.backend import (
     engine_installed,
     make_backend,
 )
+from sdxl_mcp.editflow import EditSources, load_sources, save_edit
 from sdxl_mcp.errors import (
     ModelUnavailable,
     NoImageFound,
@@ -41,19 +43,10 @@ from sdxl_mcp.errors import (
 from sdxl_mcp.jobs import Job, JobQueue, ProgressListener
 from sdxl_mcp.jobtable import JobTable
 from sdxl_mcp.library import ImageStore
-from sdxl_mcp.library.exports import Exporter
-from sdxl_mcp.library.resolver import ImageResolver, ResolvedImage
-from sdxl_mcp.library.transforms import Transform
-from sdxl_mcp.library.views import served_image, view_bytes
+from sdxl_mcp.libraryflow import Library
 from sdxl_mcp.preview import preview_jpeg, preview_jpeg_image
-from sdxl_mcp.results import (
-    library_image,
-)
 from sdxl_mcp.schemas import (
-    ExportRequest,
-    ExportResult,
-    FindImagesRequest,
-    FindImagesResult,
+    EditRequest,
     GenerationRequest,
     GenerationResult,
     GpuStatus,
@@ -91,8 +84,7 @@ class ImageService:
         self._store = store
         self._storage_error: StorageError | None = None
         self._table: JobTable | None = None
-        self._resolver: ImageResolver | None = None
-        self._exporter: Exporter | None = None
+        self._library: Library | None = None
         self._tg: TaskGroup | None = None
         self.jobs = JobQueue(
             capacity=backend.capacity if backend is not None else backend_capacity(settings),
@@ -151,7 +143,7 @@ class ImageService:
             if self._store is None:
                 self._store = ImageStore(self.settings.output_dir)
             self._table = JobTable(self._store.catalog.path)
-            self._resolver = ImageResolver(self._store, self.settings.input_dirs)
+            self._library = Library(self._store, self.settings.input_dirs)
             removed = self._store.cleanup_temp_files()
             lost = self._table.mark_unfinished_lost()
         except StorageError as exc:
@@ -217,7 +209,26 @@ class ImageService:
             if stock_error is not None and not isinstance(stock_error, StockNotConfigured):
                 raise stock_error
             raise NoImageFound()
-        job = self.submit(request, on_progress)
+        return await self._follow(self.submit(request, on_progress), on_progress, wait_s)
+
+    async def edit(
+        self,
+        request: EditRequest,
+        on_progress: ProgressListener | None = None,
+        wait_s: float | None = None,
+    ) -> GenerationResult:
+        """One edit (``editflow``): image and mask resolved and checked before admission."""
+        source = await self.library.resolve(request.image, "image")
+        mask = (await self.library.resolve(request.mask, "mask")
+                if request.mask is not None else None)
+        sources = await anyio.to_thread.run_sync(load_sources, source, mask)
+        return await self._follow(self.submit(request, on_progress, sources),
+                                  on_progress, wait_s)
+
+    async def _follow(
+        self, job: Job, on_progress: ProgressListener | None, wait_s: float | None
+    ) -> GenerationResult:
+        """Wait up to ``wait_s`` (MAX_WAIT_S) for a job; a caller gone cancels it."""
         try:
             return await self.jobs.wait(
                 job.id, self.settings.max_wait_s if wait_s is None else wait_s
@@ -239,7 +250,10 @@ class ImageService:
             find_reusable, self._store, self.settings, request, decided)
 
     def submit(
-        self, request: GenerationRequest, on_progress: ProgressListener | None = None
+        self,
+        request: GenerationRequest | EditRequest,
+        on_progress: ProgressListener | None = None,
+        edit: EditSources | None = None,
     ) -> Job:
         """Admit one generation (see ``JobQueue.submit``) unless it cannot run at all."""
         if self._engine_missing:
@@ -249,7 +263,7 @@ class ImageService:
             raise ModelUnavailable(f"Image generation is unavailable: {error}")
         if self._storage_error is not None:
             raise self._storage_error
-        return self.jobs.submit(request, on_progress)
+        return self.jobs.submit(request, on_progress, edit)
 
     async def wait_job(self, job_id: str, wait_s: float) -> GenerationResult:
         return await self.jobs.wait(job_id, wait_s)
@@ -264,11 +278,21 @@ class ImageService:
         # or waits while the preload thread does: part of model_load, not hidden.
         backend = self.backend
         building_s = time.perf_counter() - started
-        output = backend.generate(job.request, job.seed, progress, job.cancel)
+        request, edit = job.request, job.edit
+        if isinstance(request, EditRequest):
+            assert edit is not None
+            output = backend.edit(request, job.seed, edit.source, edit.mask, progress, job.cancel)
+        else:
+            output = backend.generate(request, job.seed, progress, job.cancel)
         output.timings["model_load"] = round(
             output.timings.get("model_load", 0.0) + building_s, 4)
-        result = save_generation(self.store, self.settings, job.id, job.request, output,
-                                 job.queue_wait_s)
+        if isinstance(request, EditRequest):
+            assert edit is not None
+            result = save_edit(self.store, self.settings, job.id, request, edit, output,
+                               job.queue_wait_s)
+        else:
+            result = save_generation(self.store, self.settings, job.id, request, output,
+                                     job.queue_wait_s)
         if self.make_previews and result.path:
             # From the in-memory image: half the cost of decoding the PNG again.
             self._previews[result.path] = preview_jpeg_image(output.image)
@@ -287,39 +311,12 @@ class ImageService:
         """The path of a catalogued image this server saved, by file name, else None."""
         return None if self._store is None else self._store.resolve_name(name)
 
-    # -------------------------------------------------------------- library
     @property
-    def resolver(self) -> ImageResolver:
-        """Reads image arguments (image_id, image:// URI, allowed path); blocking calls."""
-        if self._resolver is None:
+    def library(self) -> Library:
+        """Resolve, view, find and export library images (see ``libraryflow``)."""
+        if self._library is None:
             raise self._storage_error or RuntimeError("ImageService is not started")
-        return self._resolver
-
-    async def resolve(self, reference: str, argument: str = "image") -> ResolvedImage:
-        """The image an argument names (see ``library.resolver``), checked off the loop."""
-        return await anyio.to_thread.run_sync(self.resolver.resolve, reference, argument)
-
-    async def view_image(self, reference: str, transform: Transform | None) -> tuple[bytes, str]:
-        """(bytes, MIME type) of a library image, transformed (cached) or the original.
-
-        ``reference`` is an image_id, a catalogued file name or an image:// URI;
-        anything else is NotFound (see ``library.views``). Runs off the loop.
-        """
-        return await anyio.to_thread.run_sync(
-            lambda: view_bytes(served_image(self.resolver, reference), transform))
-
-    async def find_images(self, request: FindImagesRequest) -> FindImagesResult:
-        """The library, newest first or ranked by full-text match."""
-        total, records = await anyio.to_thread.run_sync(lambda: self.store.catalog.search(
-            request.query, source=request.source, limit=request.limit, offset=request.offset))
-        return FindImagesResult(total=total, images=[library_image(r) for r in records])
-
-    async def export_image(self, request: ExportRequest) -> ExportResult:
-        """A web-ready copy in OUTPUT_DIR/exports (see ``library.exports``), off the loop."""
-        resolved = await self.resolve(request.image, "image")
-        if self._exporter is None:
-            self._exporter = Exporter(self.store.output_dir)
-        return await anyio.to_thread.run_sync(self._exporter.export, resolved, request)
+        return self._library
 
     # ---------------------------------------------------------------- stock
     def _stock_flow(self) -> StockWorkflow:

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from sdxl_mcp.backend import ProgressEvent
 from sdxl_mcp.errors import SdxlMcpError
 from sdxl_mcp.schemas import (
+    EditRequest,
     ExportRequest,
     ExportResult,
     FindImagesRequest,
@@ -48,6 +49,7 @@ from sdxl_mcp.schemas import (
 )
 from sdxl_mcp.service import ImageService
 from sdxl_mcp.settings import Settings
+from sdxl_mcp.tools_edit import EDIT_DESCRIPTION, edit_image
 from sdxl_mcp.tools_export import EXPORT_DESCRIPTION, export_image
 
 log = logging.getLogger(__name__)
@@ -162,6 +164,15 @@ async def generate_image(
     ctx: ToolContext, svc: ImageService, request: GenerationRequest
 ) -> CallToolResult:
     await _log(ctx, "info", _announcement(svc, request))
+    return await with_progress(ctx, svc, lambda p: svc.generate(request, on_progress=p))
+
+
+async def with_progress(
+    ctx: ToolContext,
+    svc: ImageService,
+    start: Callable[[Callable[[ProgressEvent], None]], Awaitable[GenerationResult]],
+) -> CallToolResult:
+    """Run a job (``start(on_progress)``) forwarding its steps as progress notifications."""
     send, receive = anyio.create_memory_object_stream[ProgressEvent](max_buffer_size=1000)
 
     def on_progress(event: ProgressEvent) -> None:
@@ -185,7 +196,7 @@ async def generate_image(
     async with anyio.create_task_group() as tg:
         tg.start_soon(forward_progress)
         try:
-            outcome = await svc.generate(request, on_progress=on_progress)
+            outcome = await start(on_progress)
         except SdxlMcpError as exc:
             outcome = exc
         finally:
@@ -239,7 +250,7 @@ async def gpu_status(ctx: ToolContext, svc: ImageService, _: NoArguments) -> Gpu
 async def find_images(
     ctx: ToolContext, svc: ImageService, request: FindImagesRequest
 ) -> CallToolResult:
-    found = await svc.find_images(request)
+    found = await svc.library.find_images(request)
     lines = [f"{found.total} image(s)" + (f" for {request.query!r}" if request.query else "")
              + (f"; showing {len(found.images)} from {request.offset}" if found.images else ".")]
     lines += [f"{i.image_id} ({i.source}, {i.width}x{i.height}): {(i.alt or i.prompt)[:80]}"
@@ -343,6 +354,15 @@ def tool_specs(settings: Settings) -> list[ToolSpec]:
             handler=export_image,
             # Writes one file under exports/, replacing only the identical export.
             annotations=_annotations("Export an image", idempotent=True),
+        ),
+        ToolSpec(
+            name="edit_image",
+            title="Edit an image (image-to-image or inpainting)",
+            description=EDIT_DESCRIPTION,
+            arguments=EditRequest,
+            output=GenerationResult,
+            handler=edit_image,
+            annotations=_annotations("Edit an image"),  # a new file; the source is kept
         ),
     ]
 

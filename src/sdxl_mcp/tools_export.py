@@ -23,7 +23,7 @@ EXPORT_DESCRIPTION = (
 
 
 async def export_image(ctx: Any, svc: ImageService, request: ExportRequest) -> CallToolResult:
-    result = await svc.export_image(request)
+    result = await svc.library.export_image(request)
     summary = (
         f"{'Found' if result.cached else 'Exported'} {result.path} ({result.width}x"
         f"{result.height} {result.format}, {result.bytes:,} bytes"

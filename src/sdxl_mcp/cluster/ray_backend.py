@@ -43,7 +43,7 @@ from sdxl_mcp.errors import (
     SdxlMcpError,
     error_class,
 )
-from sdxl_mcp.schemas import GenerationRequest
+from sdxl_mcp.schemas import EditRequest, GenerationRequest
 from sdxl_mcp.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -233,6 +233,20 @@ class RayBackend:
         finally:
             stop.set()
         raise GenerationFailed("The replica ended the stream without a result; try again.")
+
+    def edit(
+        self,
+        request: EditRequest,
+        seed: int,
+        source: Image.Image,
+        mask: Image.Image | None = None,
+        on_progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> EngineOutput:
+        """Not on the replicas yet: a clear error instead of a silent local run."""
+        raise ModelUnavailable(
+            "edit_image is not available with SDXL_MCP_BACKEND=ray yet; use the local backend."
+        )
 
     def _output(self, item: dict[str, Any], model_load: float) -> EngineOutput:
         replica = item["replica"]

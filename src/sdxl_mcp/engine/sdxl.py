@@ -1,7 +1,8 @@
 """The resident two-stage SDXL engine: base -> latents -> refiner -> image.
 
 One engine per process. Both pipelines are loaded once and kept; the refiner
-shares ``text_encoder_2`` and ``vae`` with the base. Diffusers pipelines are
+shares ``text_encoder_2`` and ``vae`` with the base; the edit pipelines
+(``engine.edit``) are built from them and share every weight. Diffusers pipelines are
 not thread-safe, so a lock makes exactly one generation run at a time.
 """
 
@@ -35,6 +36,7 @@ from sdxl_mcp.engine.devices import (
     is_out_of_memory,
     speed_up_unet,
 )
+from sdxl_mcp.engine.edit import EditPipelines, run_edit
 from sdxl_mcp.engine.loadplan import LoadPlan, plan_load, resolve_model
 from sdxl_mcp.engine.precision import PrecisionDecision
 from sdxl_mcp.engine.quiet import quiet_libraries
@@ -46,7 +48,7 @@ from sdxl_mcp.errors import (
     OutOfMemory,
     SdxlMcpError,
 )
-from sdxl_mcp.schemas import GenerationRequest
+from sdxl_mcp.schemas import EditRequest, GenerationRequest
 from sdxl_mcp.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,8 @@ class SDXLEngine:
         self._load_plan: LoadPlan | None = None
         self._base_path: str | None = None
         self._refiner_path: str | None = None
+        #: The edit pipelines, built from the resident ones on first use (no new weights).
+        self._edits = EditPipelines()
 
     # ----------------------------------------------------------------- state
     @property
@@ -296,23 +300,8 @@ class SDXLEngine:
                 else {"num_inference_steps": refiner_schedule,
                       "strength": request.refiner_strength}
             )
-            refined_latents = None
-            failure: str | None = None
-            try:
-                refined_latents = refiner(
-                    **common, image=latents, callback_on_step_end=reporter, **stage_args
-                ).images
-            except Cancelled:
-                raise
-            except Exception as exc:
-                # Never lose the base result: log, then decode the base latents.
-                failure = ("out of memory: " if is_out_of_memory(exc) else "") + _first_line(exc)
-                log.warning("Refinement failed: %s", failure)
-            if failure is not None:
-                free_device_memory()  # outside the except block: frames are released
-                refiner_error = failure
-            else:
-                latents, refined = refined_latents, True
+            latents, refined, refiner_error = self._refine(
+                refiner, latents, reporter, {**common, **stage_args})
             steps_refiner = reporter.steps_run if refined else 0
             self._sync()
             timings["refiner"] = round(time.perf_counter() - t1, 4)
@@ -334,6 +323,46 @@ class SDXLEngine:
             timings=timings,
             notes=notes,
         )
+
+    def _refine(
+        self, refiner: Any, latents: torch.Tensor, reporter: StepReporter, args: dict[str, Any]
+    ) -> tuple[torch.Tensor, bool, str | None]:
+        """The refiner stage: (latents, refined, refiner_error); a failure keeps the base's."""
+        refined_latents = None
+        failure: str | None = None
+        try:
+            refined_latents = refiner(image=latents, callback_on_step_end=reporter, **args).images
+        except Cancelled:
+            raise
+        except Exception as exc:
+            # Never lose the base result: log, then decode the base latents.
+            failure = ("out of memory: " if is_out_of_memory(exc) else "") + _first_line(exc)
+            log.warning("Refinement failed: %s", failure)
+        if failure is not None:
+            free_device_memory()  # outside the except block: frames are released
+            return latents, False, failure
+        assert refined_latents is not None
+        return refined_latents, True, None
+
+    def edit(
+        self,
+        request: EditRequest,
+        seed: int,
+        source: Image.Image,
+        mask: Image.Image | None = None,
+        on_progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> EngineOutput:
+        """Image-to-image (no mask) or inpainting; see ``engine.edit`` for the guarantees."""
+        cancel = cancel or CancelToken()
+        started = time.perf_counter()
+        self.load()
+        timings = {"model_load": round(time.perf_counter() - started, 4)}
+        with self._generate_lock:
+            if cancel.cancelled:
+                raise Cancelled(f"Edit {cancel.reason} before it started.")
+            return run_edit(self, self._edits, request, seed, source, mask,
+                            on_progress, cancel, timings)
 
     def _plan(
         self, request: GenerationRequest, refiner: Any, ensemble: bool

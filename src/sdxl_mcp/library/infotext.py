@@ -4,7 +4,8 @@ Guarantees:
 
 * :func:`format_infotext` writes the A1111 layout (``<prompt>``, an optional
   ``Negative prompt:`` line, then ``Steps: N, Sampler: ..., CFG scale: X, Seed:
-  S, Size: WxH, Model: ...`` and the Refiner keys), so A1111, ComfyUI and exif
+  S, Size: WxH, Model: ...``, for edits ``Denoising strength: 0.6, Source image:
+  <id>`` and the Refiner keys), so A1111, ComfyUI and exif
   viewers read it; values that would break the ``Key: value, ...`` line are
   JSON-quoted, as A1111 does;
 * :func:`parse_infotext` reads it back (prompts with commas, colons, quotes and
@@ -50,6 +51,10 @@ class InfotextParams:
     refiner_mode: str | None = None
     refiner_steps: int | None = None
     refiner_strength: float | None = None
+    #: Edits: the img2img/inpaint strength, and the ids of the source and the mask.
+    denoising_strength: float | None = None
+    source_image: str | None = None
+    mask_image: str | None = None
 
 
 def _quote(value: str) -> str:
@@ -91,6 +96,12 @@ def format_infotext(params: InfotextParams) -> str:
         ("Size", f"{params.width}x{params.height}"),
         ("Model", params.model),
     ]
+    if params.denoising_strength is not None:
+        pairs.append(("Denoising strength", _fmt_number(params.denoising_strength)))
+    if params.source_image is not None:
+        pairs.append(("Source image", params.source_image))
+    if params.mask_image is not None:
+        pairs.append(("Mask image", params.mask_image))
     if params.refiner:
         pairs.append(("Refiner", params.refiner))
         if params.refiner_switch_at is not None:

@@ -1,11 +1,12 @@
 """Request and Result models shared by the MCP tools, the REST API and the CLI.
 
 One module per face of the contract: ``generation`` (Request, Result), ``stock``
-(Pexels search), ``library`` (find_images), ``export`` (export_image),
+(Pexels search), ``library`` (find_images), ``export`` (export_image), ``edit`` (edit_image),
 ``status`` (gpu_status); ``fields`` holds what they share (presets, aspect
 ratios, the "null means the default" rule, error wording). Import from here.
 """
 
+from sdxl_mcp.schemas.edit import EditRequest
 from sdxl_mcp.schemas.export import (
     EXPORT_PRESETS,
     AltText,
@@ -63,6 +64,7 @@ __all__ = [
     "AltText",
     "AspectRatio",
     "DownloadedPhoto",
+    "EditRequest",
     "EngineStateName",
     "EngineStatus",
     "ExportFormat",

@@ -247,3 +247,6 @@ class GenerationResult(BaseModel):
     pexels_photo_id: int | None = None
     pexels_page_url: str | None = None
     attribution: str | None = None
+    # Edits (edit_image): the source and the mask this image was made from.
+    source_image_id: str | None = None
+    mask_image_id: str | None = None

@@ -1,0 +1,181 @@
+"""Edits on the resident engine: image-to-image (no mask) and inpainting (a mask).
+
+Guarantees:
+
+* the edit pipelines are built once, lazily, from the resident base with
+  diffusers' ``from_pipe``: every component (UNet, VAE, text encoders,
+  tokenizers, scheduler) is the base's own object, so no weight is loaded or
+  copied a second time;
+* the output has the source's size rounded to the nearest multiple of 8 (at
+  least 8); the engine's note says when it was rounded;
+* the base stage runs ``int(steps x strength)`` denoising steps (diffusers'
+  img2img rule; at least one: the schedule is lengthened when that would be 0)
+  under the same out-of-memory retry as generation (VAE tiling, once);
+* refinement (``use_refinement`` and a configured refiner) is a short
+  img2img pass of the resident refiner over the edit's latents, like the
+  ``sequential`` refiner mode: strength :data:`EDIT_REFINER_STRENGTH`, running a
+  quarter of the base stage's steps (at least one). diffusers' ensemble
+  hand-off (``denoising_end``/``denoising_start``) would need an inpainting
+  refiner for masks; this pass needs none. A refiner failure keeps the base
+  latents (``refined=false``, ``refiner_error``), as in generation;
+* with a mask, pixels where the mask is black (0) are the source's exactly:
+  the decoded image is composited over the (resized) source through the mask,
+  as AUTOMATIC1111's inpainting overlay does; grey mask pixels blend;
+* progress, cancel (raised from the step callback), the NaN/black decode check
+  with its fp32 retry, and determinism (a CPU generator seeded with the seed)
+  are generation's.
+
+Called by ``SDXLEngine.edit`` under the engine's lock.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+import torch
+from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLInpaintPipeline
+from PIL import Image
+
+from sdxl_mcp.backend import CancelToken, EngineOutput, ProgressCallback
+from sdxl_mcp.engine.schedules import StepReporter, sequential_refiner_schedule
+from sdxl_mcp.errors import Cancelled
+from sdxl_mcp.schemas import EditRequest
+
+if TYPE_CHECKING:
+    from sdxl_mcp.engine.sdxl import SDXLEngine
+
+#: img2img strength of the refiner pass after an edit (the sequential mode's default).
+EDIT_REFINER_STRENGTH = 0.3
+
+
+class EditPipelines:
+    """The img2img and inpaint pipelines of one base pipeline, made on first use."""
+
+    def __init__(self) -> None:
+        self._img2img: StableDiffusionXLImg2ImgPipeline | None = None
+        self._inpaint: StableDiffusionXLInpaintPipeline | None = None
+
+    def img2img(self, base: Any) -> StableDiffusionXLImg2ImgPipeline:
+        if self._img2img is None:
+            self._img2img = _shared(StableDiffusionXLImg2ImgPipeline, base)
+        return self._img2img
+
+    def inpaint(self, base: Any) -> StableDiffusionXLInpaintPipeline:
+        if self._inpaint is None:
+            self._inpaint = _shared(StableDiffusionXLInpaintPipeline, base)
+        return self._inpaint
+
+
+def _shared(cls: Any, base: Any) -> Any:
+    pipe = cls.from_pipe(base)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def output_size(width: int, height: int) -> tuple[int, int]:
+    """The source's size rounded to the nearest multiple of 8 (at least 8)."""
+    return max(8, round(width / 8) * 8), max(8, round(height / 8) * 8)
+
+
+def base_schedule(steps: int, strength: float) -> tuple[int, int]:
+    """(schedule length, steps run): diffusers runs ``min(int(n x s), n)``, at least 1."""
+    schedule = steps if int(steps * strength) >= 1 else math.ceil(1 / strength)
+    return schedule, min(int(schedule * strength), schedule)
+
+
+def run_edit(
+    engine: SDXLEngine,
+    pipes: EditPipelines,
+    request: EditRequest,
+    seed: int,
+    source: Image.Image,
+    mask: Image.Image | None,
+    on_progress: ProgressCallback | None,
+    cancel: CancelToken,
+    timings: dict[str, float],
+) -> EngineOutput:
+    decision = engine._decision
+    assert decision is not None
+    notes: list[str] = []
+    width, height = output_size(*source.size)
+    if (width, height) != source.size:
+        notes.append(f"the source's {source.width}x{source.height} was rounded to "
+                     f"{width}x{height}, a multiple of 8")
+    image = source.convert("RGB")
+    if image.size != (width, height):
+        image = image.resize((width, height), Image.Resampling.LANCZOS)
+    mask_l = None
+    if mask is not None:
+        mask_l = mask.convert("L")
+        if mask_l.size != (width, height):
+            mask_l = mask_l.resize((width, height), Image.Resampling.LANCZOS)
+    refiner = engine.refiner if request.use_refinement else None
+    if request.use_refinement and refiner is None:
+        notes.append("refiner not configured (SDXL_MCP_REFINER_MODEL is empty)")
+
+    schedule, base_total = base_schedule(request.num_inference_steps, request.strength)
+    refiner_total = max(1, base_total // 4) if refiner is not None else 0
+    total = base_total + refiner_total
+    generator = torch.Generator("cpu").manual_seed(seed)
+    common: dict[str, Any] = {
+        "prompt": request.prompt,
+        "negative_prompt": request.negative_prompt,
+        "guidance_scale": request.guidance_scale,
+        "generator": generator,
+        "output_type": "latent",
+    }
+    stage: dict[str, Any] = {"image": image, "strength": request.strength,
+                             "num_inference_steps": schedule}
+    if mask_l is not None:
+        pipe: Any = pipes.inpaint(engine.base)
+        stage.update(mask_image=mask_l, width=width, height=height)
+    else:
+        pipe = pipes.img2img(engine.base)
+
+    reporter = StepReporter("base", base_total, 0, total, on_progress, cancel)
+    t0 = time.perf_counter()
+    latents = engine._with_oom_retry(
+        "base",
+        lambda: pipe(**common, **stage, callback_on_step_end=reporter).images,
+        before_retry=lambda: setattr(reporter, "steps_run", 0),
+    )
+    engine._sync()
+    timings["base"] = round(time.perf_counter() - t0, 4)
+
+    refined, refiner_error, steps_refiner = False, None, 0
+    if refiner is not None:
+        if cancel.cancelled:
+            raise Cancelled(f"Edit {cancel.reason} between the base and refiner stages.")
+        refine_reporter = StepReporter("refiner", refiner_total, reporter.steps_run, total,
+                                       on_progress, cancel)
+        t1 = time.perf_counter()
+        args = {**common, "strength": EDIT_REFINER_STRENGTH,
+                "num_inference_steps": sequential_refiner_schedule(refiner_total,
+                                                                   EDIT_REFINER_STRENGTH)}
+        latents, refined, refiner_error = engine._refine(refiner, latents, refine_reporter, args)
+        steps_refiner = refine_reporter.steps_run if refined else 0
+        engine._sync()
+        timings["refiner"] = round(time.perf_counter() - t1, 4)
+
+    t2 = time.perf_counter()
+    result = engine._with_oom_retry("decode", lambda: engine._decode(latents, True))
+    if mask_l is not None:
+        # Black mask pixels keep the source exactly (A1111's inpainting overlay).
+        result = Image.composite(result.convert("RGB"), image, mask_l)
+    timings["decode"] = round(time.perf_counter() - t2, 4)
+    return EngineOutput(
+        image=result,
+        seed=seed,
+        steps_base=reporter.steps_run,
+        steps_refiner=steps_refiner,
+        refined=refined,
+        refiner_error=refiner_error,
+        precision=decision.dtype,
+        device=decision.device,
+        base_model=engine.settings.base_model,
+        refiner_model=engine.settings.refiner_model if refiner is not None else None,
+        timings=timings,
+        notes=notes,
+    )

@@ -1,0 +1,120 @@
+"""The model of ``edit_image`` (MCP), ``POST /api/media/edit-image`` and ``sdxl-mcp edit``.
+
+Under the same rules as the other request models: bounds live here (strength
+0.05-1.0), nothing is clamped, a JSON null for a defaulted field means the
+default, and a bad value is an error naming the field. DESIGN.md "Editing and
+variations" is the contract; ``image`` and ``mask`` are read only through the
+resolver (``library.resolver``), by the service.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from sdxl_mcp.schemas.fields import (
+    _NO_NUL,
+    SEED_MAX,
+    NegativePrompt,
+    Prompt,
+    _invisible,
+    _no_control_chars,
+    _publish_null_means_default,
+    _short,
+    without_default_nulls,
+)
+
+__all__ = ["MAX_STRENGTH", "MIN_STRENGTH", "EditRequest", "ImageReference"]
+
+MIN_STRENGTH, MAX_STRENGTH = 0.05, 1.0
+ImageReference = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4096), _NO_NUL
+]
+
+
+class EditRequest(BaseModel):
+    """Arguments of ``edit_image``: image-to-image, or inpainting with a mask."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, allow_inf_nan=False,
+        json_schema_extra=_publish_null_means_default,
+    )
+
+    image: ImageReference = Field(
+        description="The source: an image_id, an image:// URI, or an absolute path the "
+        "server allows (stock photos too)."
+    )
+    prompt: Prompt = Field(description="What the edited image should show (1-500 characters).")
+    mask: ImageReference | None = Field(
+        None, description="Inpainting mask (same reference forms): white = repaint, black = "
+        "keep; null edits the whole image (image-to-image).",
+    )
+    strength: float = Field(
+        0.6, ge=MIN_STRENGTH, le=MAX_STRENGTH,
+        description="How much to change: 0.05 barely, 1.0 repaints from noise.",
+    )
+    negative_prompt: NegativePrompt | None = Field(
+        None, description="What the image should avoid (up to 500 characters)."
+    )
+    seed: int | None = Field(
+        None, ge=0, le=SEED_MAX, description="Random seed; null picks one (it is returned)."
+    )
+    num_inference_steps: int = Field(
+        30, ge=1, le=100, description="Schedule length; about strength x this many run."
+    )
+    guidance_scale: float = Field(7.5, ge=1.0, le=20.0, description="Prompt adherence (CFG).")
+    use_refinement: bool = Field(True, description="Run the SDXL refiner after the edit.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls_are_defaults(cls, data: Any) -> Any:
+        return without_default_nulls(cls, data) if isinstance(data, dict) else data
+
+    @field_validator("use_refinement", mode="before")
+    @classmethod
+    def _json_boolean(cls, value: Any, info: Any) -> Any:
+        if value is not None and not isinstance(value, bool):
+            raise ValueError(f"{info.field_name} must be true or false (got {_short(value)})")
+        return value
+
+    @field_validator("strength", "seed", "num_inference_steps", "guidance_scale", mode="before")
+    @classmethod
+    def _json_number(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, bool | str | bytes):
+            raise ValueError(f"{info.field_name} must be a number (got {_short(value)})")
+        return value
+
+    @field_validator("strength", "guidance_scale")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    @field_validator("prompt", "negative_prompt")
+    @classmethod
+    def _prompt_text(cls, value: str | None, info: Any) -> str | None:
+        value = _no_control_chars(value, info.field_name)
+        if value is not None and value and _invisible(value):
+            if info.field_name == "prompt":
+                raise ValueError("prompt must not be empty (it has only invisible characters)")
+            value = ""
+        if info.field_name == "negative_prompt" and value == "":
+            return None
+        return value
+
+    @field_validator("image", "mask")
+    @classmethod
+    def _no_nul(cls, value: str | None, info: Any) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError(f"{info.field_name} must not contain NUL characters")
+        return value

@@ -1,0 +1,35 @@
+"""The ``edit_image`` MCP tool's handler and description (its row is in ``tools``).
+
+Kept apart so ``tools`` stays small. An edit is a job like a generation: the
+handler runs it through ``tools.with_progress``, so it has the same progress
+notifications, client cancel, job handle past MAX_WAIT_S, preview and
+resource link as ``generate_image``. Errors (``SdxlMcpError``) become
+``isError`` results of one sentence naming the argument.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp.types import CallToolResult
+
+from sdxl_mcp.schemas import EditRequest
+from sdxl_mcp.service import ImageService
+
+EDIT_DESCRIPTION = (
+    "Change an existing image (image_id from a Result or find_images; stock photos too) "
+    "with SDXL: without a mask, image-to-image (strength 0.05 keeps almost all, 1.0 "
+    "repaints); with a mask (white = repaint, black = keep), inpainting. The output keeps "
+    "the source's size (rounded to a multiple of 8) and is saved as a new image; returns "
+    "the same Result as generate_image plus source_image_id and mask_image_id."
+)
+
+
+async def edit_image(ctx: Any, svc: ImageService, request: EditRequest) -> CallToolResult:
+    # tools imports this module for its table; the helper is read at call time.
+    from sdxl_mcp.tools import _log, with_progress
+
+    kind = "Inpainting" if request.mask is not None else "Editing"
+    await _log(ctx, "info", f"{kind} {request.image} (strength {request.strength:g}, "
+               f"{request.num_inference_steps} steps)")
+    return await with_progress(ctx, svc, lambda p: svc.edit(request, on_progress=p))
