@@ -112,3 +112,34 @@ def key_never_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     for record in caplog.records:
         assert KEY not in record.getMessage()
         assert KEY not in repr(record.args)
+
+
+# -- fixtures: a test module imports them by name to use them ----------------
+
+
+@pytest.fixture(autouse=True)
+def _key_never_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    yield from key_never_logged(caplog)
+
+
+@pytest.fixture
+def fake() -> FakePexels:
+    return make_fake()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_client(fake: FakePexels, clock: FakeClock) -> Callable[..., PexelsClient]:
+    def make(**kwargs: Any) -> PexelsClient:
+        return client_for(fake, clock, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def client(make_client: Callable[..., PexelsClient]) -> PexelsClient:
+    return make_client()

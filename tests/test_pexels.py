@@ -11,20 +11,27 @@ fixture, that the API key never shows up in any log record of any logger.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import httpx
 import pytest
 
 from fake_pexels import FakePexels
-from helpers_pexels import (
+
+# --------------------------------------------------------------------------- fixtures
+# The shared fixtures (fake, clock, make_client, client, the key check), by name.
+from helpers_pexels import (  # noqa: F401
     BASE,
     IMAGES,
     KEY,
     FakeClock,
+    _key_never_logged,
+    client,
     client_for,
+    clock,
+    fake,
     key_never_logged,
+    make_client,
     make_fake,
     photo_json,
     search_json,
@@ -34,37 +41,6 @@ from helpers_pexels import request as _request
 from sdxl_mcp.errors import StockNotConfigured
 from sdxl_mcp.stock import RateLimit, attribution_markdown, attribution_text
 from sdxl_mcp.stock.pexels import USER_AGENT, PexelsClient, default_http_client
-
-# --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(autouse=True)
-def _key_never_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    yield from key_never_logged(caplog)
-
-
-@pytest.fixture
-def fake() -> FakePexels:
-    return make_fake()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def make_client(fake: FakePexels, clock: FakeClock) -> Callable[..., PexelsClient]:
-    def make(**kwargs: Any) -> PexelsClient:
-        return client_for(fake, clock, **kwargs)
-
-    return make
-
-
-@pytest.fixture
-def client(make_client: Callable[..., PexelsClient]) -> PexelsClient:
-    return make_client()
-
 
 # --------------------------------------------------------------------------- search
 

@@ -9,20 +9,27 @@ The autouse fixture checks the key never reaches a log record.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import httpx
 import pytest
 
 from fake_pexels import BrokenStream, FakePexels, jpeg
-from helpers_pexels import (
+
+# --------------------------------------------------------------------------- fixtures
+# The shared fixtures (fake, clock, make_client, client, the key check), by name.
+from helpers_pexels import (  # noqa: F401
     HTML_PAGE,
     KEY,
     FakeClock,
     Handler,
+    _key_never_logged,
+    client,
     client_for,
+    clock,
+    fake,
     key_never_logged,
+    make_client,
     make_fake,
     photo_json,
 )
@@ -39,37 +46,6 @@ from sdxl_mcp.errors import (
     status_for_code,
 )
 from sdxl_mcp.stock.pexels import PexelsClient
-
-# --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(autouse=True)
-def _key_never_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    yield from key_never_logged(caplog)
-
-
-@pytest.fixture
-def fake() -> FakePexels:
-    return make_fake()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def make_client(fake: FakePexels, clock: FakeClock) -> Callable[..., PexelsClient]:
-    def make(**kwargs: Any) -> PexelsClient:
-        return client_for(fake, clock, **kwargs)
-
-    return make
-
-
-@pytest.fixture
-def client(make_client: Callable[..., PexelsClient]) -> PexelsClient:
-    return make_client()
-
 
 # --------------------------------------------------------------------------- search faults
 

@@ -27,9 +27,6 @@ from helpers_pexels import (
     KEY,
     FakeClock,
     Handler,
-    client_for,
-    key_never_logged,
-    make_fake,
 )
 from helpers_pexels import assert_no_key as _assert_no_key
 from helpers_pexels import raising as _raise
@@ -48,32 +45,8 @@ KEY_MISSING = "PEXELS_API_KEY is not set: get a free key at pexels.com/api"
 # --------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(autouse=True)
-def _key_never_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    yield from key_never_logged(caplog)
-
-
-@pytest.fixture
-def fake() -> FakePexels:
-    return make_fake()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def make_client(fake: FakePexels, clock: FakeClock) -> Callable[..., PexelsClient]:
-    def make(**kwargs: Any) -> PexelsClient:
-        return client_for(fake, clock, **kwargs)
-
-    return make
-
-
-@pytest.fixture
-def client(make_client: Callable[..., PexelsClient]) -> PexelsClient:
-    return make_client()
+# The shared fixtures (fake, clock, make_client, client, the key check), by name.
+from helpers_pexels import _key_never_logged, client, clock, fake, make_client  # noqa: E402, F401
 
 
 @pytest.fixture
