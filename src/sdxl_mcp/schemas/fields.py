@@ -55,6 +55,19 @@ def _no_control_chars(value: str | None, field: str) -> str | None:
     return value
 
 
+def prompt_text(value: str | None, field: str) -> str | None:
+    """A prompt field checked: no NUL; a prompt of only invisible characters is empty
+    (an error); a blank negative prompt means none."""
+    value = _no_control_chars(value, field)
+    if value is not None and value and _invisible(value):
+        if field == "prompt":
+            raise ValueError("prompt must not be empty (it has only invisible characters)")
+        value = ""
+    if field == "negative_prompt" and value == "":
+        return None  # a blank negative prompt means none
+    return value
+
+
 def _invisible(value: str) -> bool:
     """Only whitespace and format characters (zero-width space, joiners, direction marks)."""
     return all(ch.isspace() or unicodedata.category(ch) == "Cf" for ch in value)

@@ -26,10 +26,9 @@ from sdxl_mcp.schemas.fields import (
     Prompt,
     QualityPreset,
     RefinerMode,
-    _invisible,
-    _no_control_chars,
     _publish_null_means_default,
     _short,
+    prompt_text,
     without_default_nulls,
 )
 
@@ -137,14 +136,7 @@ class GenerationRequest(BaseModel):
     @field_validator("prompt", "negative_prompt")
     @classmethod
     def _reject_nul(cls, value: str | None, info: Any) -> str | None:
-        value = _no_control_chars(value, info.field_name)
-        if value is not None and value and _invisible(value):
-            if info.field_name == "prompt":
-                raise ValueError("prompt must not be empty (it has only invisible characters)")
-            value = ""
-        if info.field_name == "negative_prompt" and value == "":
-            return None  # a blank negative prompt means none
-        return value
+        return prompt_text(value, info.field_name)
 
     @field_validator("width", "height")
     @classmethod
