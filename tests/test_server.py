@@ -18,7 +18,7 @@ from sdxl_mcp.server import build_server
 from sdxl_mcp.service import ImageService
 
 TOOLS = {"generate_image", "get_generation", "cancel_generation", "search_stock_image",
-         "gpu_status", "find_images", "export_image", "edit_image"}
+         "gpu_status", "find_images", "export_image", "edit_image", "vary_image"}
 SMALL = {"width": 256, "height": 256, "num_inference_steps": 20}
 
 

@@ -49,6 +49,7 @@ from sdxl_mcp.schemas import EditRequest, GenerationRequest, GenerationResult
 
 if TYPE_CHECKING:
     from sdxl_mcp.editflow import EditSources
+    from sdxl_mcp.varyflow import VariationPlan
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,8 @@ class Job:
     seed: int
     #: An edit's decoded source and mask (checked before admission); None: a generation.
     edit: EditSources | None = None
+    #: Variations (``varyflow``): every image's request, run in turn in this one job.
+    vary: VariationPlan | None = None
     created: float = field(default_factory=time.monotonic)
     state: JobState = "queued"
     progress: ProgressEvent | None = None
@@ -127,10 +130,12 @@ class JobQueue:
         request: GenerationRequest | EditRequest,
         on_progress: ProgressListener | None = None,
         edit: EditSources | None = None,
+        vary: VariationPlan | None = None,
     ) -> Job:
         """One running per slot plus MAX_QUEUE waiting; more is ``Busy``.
 
-        An edit (``edit`` set, ``request`` an ``EditRequest``) shares the slots."""
+        An edit (``edit`` set, ``request`` an ``EditRequest``) shares the slots, and so
+        do variations (``vary`` set: all its images are this one job)."""
         if self._tg is None:
             raise RuntimeError("ImageService must be used as an async context manager")
         if self.closing:
@@ -144,7 +149,7 @@ class JobQueue:
                 retry_after_s=self.retry_after(),
             )
         seed = request.seed if request.seed is not None else secrets.randbelow(2**32)
-        job = Job(id=uuid.uuid4().hex, request=request, seed=seed, edit=edit)
+        job = Job(id=uuid.uuid4().hex, request=request, seed=seed, edit=edit, vary=vary)
         if on_progress is not None:
             job.listeners.append(on_progress)
         job.queue_wait = anyio.CancelScope()

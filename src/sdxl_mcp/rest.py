@@ -47,6 +47,8 @@ from sdxl_mcp.schemas import (
     ExportResult,
     GenerationResult,
     RestGenerationRequest,
+    VariationsResult,
+    VaryRequest,
     describe_validation_error,
 )
 from sdxl_mcp.service import ImageService
@@ -227,6 +229,10 @@ async def edit_image(api: RestApi, _: None, request: EditRequest) -> Response:
     return result_response(await api.service.edit(request))
 
 
+async def vary_image(api: RestApi, _: None, request: VaryRequest) -> Response:
+    return result_response(await api.service.vary(request))
+
+
 async def export_image(api: RestApi, _: None, request: ExportRequest) -> Response:
     result = await api.service.library.export_image(request)
     return JSONResponse(result.model_dump(mode="json"))
@@ -318,6 +324,29 @@ def rest_routes(settings: Settings) -> list[RestRoute]:
             ),
         ),
         RestRoute(
+            "POST", "/api/media/vary-image", "varyImage",
+            "Variations of a generated image: its request re-run with new seeds and changes.",
+            vary_image,
+            body=VaryRequest,
+            description="The vary_image tool's arguments; count 1-4 images as one job. Waits "
+            f"up to {settings.max_wait_s:g} s (MAX_WAIT_S); past it, 202 with the job_id "
+            f"({JOBS} then answers the first variation's Result).",
+            replies=(
+                Reply("200", "Every variation's Result.", VariationsResult, follows_job=True),
+                Reply("202", "Still running after the wait: status 'running' and the job_id.",
+                      VariationsResult, follows_job=True),
+                Reply("default", "A failed or cancelled job (with the variations already "
+                      "saved).", VariationsResult),
+                Reply("413", f"The body is larger than {MAX_JSON_BODY // 1024} KiB."),
+                Reply.error(BadRequest, "Invalid request, a field that is not a Request field, "
+                            "or an image with no catalogued request (a stock photo: use "
+                            "edit-image); the message names the field."),
+                Reply.error(NotFound, "No such image on this server."),
+                Reply.error(Busy, "Busy (queue full); retry after Retry-After.",
+                            retry_after=True),
+            ),
+        ),
+        RestRoute(
             "POST", "/api/media/export", "exportImage",
             "A web-ready copy of an image: preset or size, WebP/JPEG/PNG, under max_bytes.",
             export_image,
@@ -373,7 +402,7 @@ def error_response(exc: SdxlMcpError) -> JSONResponse:
     )
 
 
-def result_response(result: GenerationResult) -> JSONResponse:
+def result_response(result: GenerationResult | VariationsResult) -> JSONResponse:
     body = result.model_dump(mode="json")
     if result.status == "succeeded":
         return JSONResponse(body, status_code=200)

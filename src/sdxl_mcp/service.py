@@ -1,12 +1,12 @@
 """ImageService: the workflow behind every transport (MCP, REST, CLI).
 
 A facade: stock first (``stockflow``), then generation (or an edit:
-``editflow``) through the job queue (``jobs``) on the backend (``backend``),
-results shaped by ``results`` and kept by the library (``library``); status by
-``status``. It knows nothing of MCP or
-HTTP, reaches the engine and the cluster only through ``sdxl_mcp.backend``, and
-runs blocking work (torch, disk, SQLite) in worker threads so the event loop
-never stalls. Storage opens once, at start-up (``async with``).
+``editflow``; variations: ``varyflow``) through the job queue (``jobs``) on the
+backend (``backend``), results shaped by ``results`` and kept by the library
+(``library``); status by ``status``. It knows nothing of MCP or HTTP, reaches
+the engine and the cluster only through ``sdxl_mcp.backend``, and runs blocking
+work (torch, disk, SQLite) in worker threads so the event loop never stalls.
+Storage opens once, at start-up (``async with``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from functools import partial
 from pathlib import Path
 from typing import Any, Self
 
@@ -52,9 +53,12 @@ from sdxl_mcp.schemas import (
     GpuStatus,
     StockSearchRequest,
     StockSearchResult,
+    VariationsResult,
+    VaryRequest,
 )
 from sdxl_mcp.settings import Settings
 from sdxl_mcp.stockflow import StockWorkflow
+from sdxl_mcp.varyflow import VariationPlan, plan_variations, run_variations, variations_result
 
 log = logging.getLogger(__name__)
 
@@ -66,21 +70,15 @@ PREVIEW_CACHE_SIZE = 32
 class ImageService:
     """Use as ``async with ImageService(settings) as service:``."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        backend: Backend | None = None,
-        store: ImageStore | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings, backend: Backend | None = None,
+                 store: ImageStore | None = None) -> None:
         self.settings = settings
         self._backend = backend
         self._backend_lock = threading.Lock()
         self._preloading = False
-        # A light install (no engine extra) serves stock photos and status, and says
-        # which extra to install instead of failing generations with an ImportError.
-        self._engine_missing = (
-            backend is None and settings.backend == "local" and not engine_installed()
-        )
+        # A light install (no engine extra) serves stock and status, and says which extra to add.
+        self._engine_missing = (backend is None and settings.backend == "local"
+                                and not engine_installed())
         self._store = store
         self._storage_error: StorageError | None = None
         self._table: JobTable | None = None
@@ -88,11 +86,8 @@ class ImageService:
         self._tg: TaskGroup | None = None
         self.jobs = JobQueue(
             capacity=backend.capacity if backend is not None else backend_capacity(settings),
-            max_queue=settings.max_queue,
-            max_wait_s=settings.max_wait_s,
-            timeout_s=settings.generation_timeout_s,
-            execute=self._execute,
-        )
+            max_queue=settings.max_queue, max_wait_s=settings.max_wait_s,
+            timeout_s=settings.generation_timeout_s, execute=self._execute)
         self._stock: StockWorkflow | None = None
         #: Transports that show previews (MCP) set this; REST callers do not pay for them.
         self.make_previews = False
@@ -178,16 +173,12 @@ class ImageService:
             log.exception("Preload failed")
 
     # ------------------------------------------------------------- workflow
-    async def generate(
-        self,
-        request: GenerationRequest,
-        on_progress: ProgressListener | None = None,
-        wait_s: float | None = None,
-    ) -> GenerationResult:
+    async def generate(self, request: GenerationRequest,
+                       on_progress: ProgressListener | None = None,
+                       wait_s: float | None = None) -> GenerationResult:
         """Stock photo first (``use_pexels``), else one generation; wait up to ``wait_s``.
 
-        Raises ``SdxlMcpError`` subclasses for what the caller can act on. If the
-        job is still running when the wait ends, returns ``status="running"``
+        Raises ``SdxlMcpError`` subclasses; still running after the wait: ``status="running"``
         with a ``job_id`` to follow with :meth:`wait_job`.
         """
         stock_error: SdxlMcpError | None = None
@@ -211,12 +202,8 @@ class ImageService:
             raise NoImageFound()
         return await self._follow(self.submit(request, on_progress), on_progress, wait_s)
 
-    async def edit(
-        self,
-        request: EditRequest,
-        on_progress: ProgressListener | None = None,
-        wait_s: float | None = None,
-    ) -> GenerationResult:
+    async def edit(self, request: EditRequest, on_progress: ProgressListener | None = None,
+                   wait_s: float | None = None) -> GenerationResult:
         """One edit (``editflow``): image and mask resolved and checked before admission."""
         source = await self.library.resolve(request.image, "image")
         mask = (await self.library.resolve(request.mask, "mask")
@@ -224,6 +211,13 @@ class ImageService:
         sources = await anyio.to_thread.run_sync(load_sources, source, mask)
         return await self._follow(self.submit(request, on_progress, sources),
                                   on_progress, wait_s)
+
+    async def vary(self, request: VaryRequest, on_progress: ProgressListener | None = None,
+                   wait_s: float | None = None) -> VariationsResult:
+        """``count`` variations of a generated image as one job (``varyflow``)."""
+        plan = plan_variations(await self.library.resolve(request.image, "image"), request)
+        job = self.submit(plan.requests[0], on_progress, vary=plan)
+        return variations_result(plan, await self._follow(job, on_progress, wait_s))
 
     async def _follow(
         self, job: Job, on_progress: ProgressListener | None, wait_s: float | None
@@ -254,6 +248,7 @@ class ImageService:
         request: GenerationRequest | EditRequest,
         on_progress: ProgressListener | None = None,
         edit: EditSources | None = None,
+        vary: VariationPlan | None = None,
     ) -> Job:
         """Admit one generation (see ``JobQueue.submit``) unless it cannot run at all."""
         if self._engine_missing:
@@ -263,7 +258,7 @@ class ImageService:
             raise ModelUnavailable(f"Image generation is unavailable: {error}")
         if self._storage_error is not None:
             raise self._storage_error
-        return self.jobs.submit(request, on_progress, edit)
+        return self.jobs.submit(request, on_progress, edit, vary)
 
     async def wait_job(self, job_id: str, wait_s: float) -> GenerationResult:
         return await self.jobs.wait(job_id, wait_s)
@@ -272,18 +267,25 @@ class ImageService:
         return await self.jobs.cancel_and_wait(job_id)
 
     def _execute(self, job: Job, progress: ProgressListener) -> GenerationResult:
-        """One job's blocking work (worker thread): build the backend, generate, save."""
+        """One job's blocking work (worker thread); variations: each image in turn."""
+        if job.vary is not None:
+            return run_variations(job, progress, partial(self._make, job))
+        return self._make(job, job.request, job.seed, progress)
+
+    def _make(self, job: Job, request: GenerationRequest | EditRequest, seed: int,
+              progress: ProgressListener) -> GenerationResult:
+        """Build the backend, generate (or edit), save."""
         started = time.perf_counter()
         # The first request builds the backend (torch and diffusers imports, seconds),
         # or waits while the preload thread does: part of model_load, not hidden.
         backend = self.backend
         building_s = time.perf_counter() - started
-        request, edit = job.request, job.edit
+        edit = job.edit
         if isinstance(request, EditRequest):
             assert edit is not None
-            output = backend.edit(request, job.seed, edit.source, edit.mask, progress, job.cancel)
+            output = backend.edit(request, seed, edit.source, edit.mask, progress, job.cancel)
         else:
-            output = backend.generate(request, job.seed, progress, job.cancel)
+            output = backend.generate(request, seed, progress, job.cancel)
         output.timings["model_load"] = round(
             output.timings.get("model_load", 0.0) + building_s, 4)
         if isinstance(request, EditRequest):
@@ -347,10 +349,8 @@ class ImageService:
         return self.engine_status().state
 
     async def gpu_status(self, plan: bool = False) -> GpuStatus:
-        """Answers at once, even while models load; works with no GPU and no NVML.
-
-        ``plan=True`` (``sdxl-mcp gpu``) builds the backend if needed and reports
-        the precision decision it would make, without loading the models.
+        """At once, even while models load, with no GPU or NVML; ``plan=True`` (``sdxl-mcp
+        gpu``) builds the backend if needed and reports its precision decision (no loading).
         """
         try:
             engine = await anyio.to_thread.run_sync(self.engine_status, plan)

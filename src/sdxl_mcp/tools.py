@@ -45,12 +45,15 @@ from sdxl_mcp.schemas import (
     GpuStatus,
     StockSearchRequest,
     StockSearchResult,
+    VariationsResult,
+    VaryRequest,
     describe_validation_error,
 )
 from sdxl_mcp.service import ImageService
 from sdxl_mcp.settings import Settings
 from sdxl_mcp.tools_edit import EDIT_DESCRIPTION, edit_image
 from sdxl_mcp.tools_export import EXPORT_DESCRIPTION, export_image
+from sdxl_mcp.tools_vary import VARY_DESCRIPTION, vary_image
 
 log = logging.getLogger(__name__)
 
@@ -170,9 +173,12 @@ async def generate_image(
 async def with_progress(
     ctx: ToolContext,
     svc: ImageService,
-    start: Callable[[Callable[[ProgressEvent], None]], Awaitable[GenerationResult]],
+    start: Callable[[Callable[[ProgressEvent], None]], Awaitable[Any]],
+    finish: Callable[[ToolContext, ImageService, Any], Awaitable[CallToolResult]] | None = None,
 ) -> CallToolResult:
-    """Run a job (``start(on_progress)``) forwarding its steps as progress notifications."""
+    """Run a job (``start(on_progress)``) forwarding its steps as progress notifications.
+
+    ``finish`` turns its answer into the tool's result (default: a generation's Result)."""
     send, receive = anyio.create_memory_object_stream[ProgressEvent](max_buffer_size=1000)
 
     def on_progress(event: ProgressEvent) -> None:
@@ -192,7 +198,7 @@ async def with_progress(
 
     # Errors are caught inside the task group so they do not arrive wrapped in
     # an ExceptionGroup.
-    outcome: GenerationResult | SdxlMcpError
+    outcome: Any
     async with anyio.create_task_group() as tg:
         tg.start_soon(forward_progress)
         try:
@@ -203,7 +209,7 @@ async def with_progress(
             send.close()
     if isinstance(outcome, SdxlMcpError):
         return failure(outcome)
-    return await result_content(ctx, svc, outcome)
+    return await (finish or result_content)(ctx, svc, outcome)
 
 
 def _announcement(svc: ImageService, request: GenerationRequest) -> str:
@@ -363,6 +369,15 @@ def tool_specs(settings: Settings) -> list[ToolSpec]:
             output=GenerationResult,
             handler=edit_image,
             annotations=_annotations("Edit an image"),  # a new file; the source is kept
+        ),
+        ToolSpec(
+            name="vary_image",
+            title="Variations of a generated image (new seeds, optional changes)",
+            description=VARY_DESCRIPTION,
+            arguments=VaryRequest,
+            output=VariationsResult,
+            handler=vary_image,
+            annotations=_annotations("Vary an image"),  # new files; the source is kept
         ),
     ]
 

@@ -514,7 +514,8 @@ def test_openapi_document_is_valid_openapi_31_and_describes_every_route(
         jsonschema.Draft202012Validator.check_schema(schema)
     assert set(document["paths"]) == {"/api/media/generate-image", "/api/media/jobs/{job_id}",
                                       "/api/media/images/{ref}", "/api/media/export",
-                                      "/api/media/edit-image", "/healthz", "/openapi.json"}
+                                      "/api/media/edit-image", "/api/media/vary-image",
+                                      "/healthz", "/openapi.json"}
     post = document["paths"]["/api/media/generate-image"]["post"]
     assert {"200", "202", "401", "413", "422", "429", "503"} <= set(post["responses"])
     assert document["security"] == [{"bearer": []}]
@@ -564,6 +565,7 @@ OPERATIONS = [
     ("/api/media/images/{ref}", "GET"),
     ("/api/media/export", "POST"),
     ("/api/media/edit-image", "POST"),
+    ("/api/media/vary-image", "POST"),
     ("/healthz", "GET"),
     ("/openapi.json", "GET"),
 ]
@@ -587,7 +589,7 @@ def test_openapi_served_is_the_generated_document_and_lists_the_fuzzed_operation
 #: Operations with something a negative case can break (a body or a bounded query).
 NEGATIVE_OPERATIONS = [("/api/media/generate-image", "POST"), ("/api/media/jobs/{job_id}", "GET"),
                        ("/api/media/images/{ref}", "GET"), ("/api/media/export", "POST"),
-                       ("/api/media/edit-image", "POST")]
+                       ("/api/media/edit-image", "POST"), ("/api/media/vary-image", "POST")]
 #: Constraints the document states in prose only, so a schema-valid body may still
 #: get a 422 that says one of them: "not blank after trimming" (JSON Schema regex
 #: dialects disagree on what whitespace is), aspect_ratio *or* width/height (null

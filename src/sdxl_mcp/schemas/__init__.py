@@ -2,6 +2,7 @@
 
 One module per face of the contract: ``generation`` (Request, Result), ``stock``
 (Pexels search), ``library`` (find_images), ``export`` (export_image), ``edit`` (edit_image),
+``vary`` (vary_image),
 ``status`` (gpu_status); ``fields`` holds what they share (presets, aspect
 ratios, the "null means the default" rule, error wording). Import from here.
 """
@@ -55,6 +56,7 @@ from sdxl_mcp.schemas.stock import (
     StockSearchRequest,
     StockSearchResult,
 )
+from sdxl_mcp.schemas.vary import VariationsResult, VaryRequest
 
 __all__ = [
     "ASPECT_RATIOS",
@@ -91,6 +93,8 @@ __all__ = [
     "StockSearchRequest",
     "StockSearchResult",
     "Timings",
+    "VariationsResult",
+    "VaryRequest",
     "describe_validation_error",
     "null_means_default",
     "without_default_nulls",

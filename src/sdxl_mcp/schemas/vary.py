@@ -1,0 +1,172 @@
+"""The models of ``vary_image`` (MCP) and ``POST /api/media/vary-image``.
+
+A variation re-runs the catalogued request of a generated image with new seeds
+and any overrides. The overrides are the Request's own fields, optional here
+(null or absent: the source's value); a field that is not one of them is an
+error naming it (``extra="forbid"``). Their bounds mirror the Request's, and
+the merged request is validated again as a ``GenerationRequest``
+(``varyflow``), so the aspect_ratio/width rule and every bound apply to it.
+DESIGN.md "Editing and variations" is the contract.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from sdxl_mcp.schemas.edit import ImageReference
+from sdxl_mcp.schemas.fields import (
+    SEED_MAX,
+    AspectRatio,
+    JobStatus,
+    NegativePrompt,
+    Prompt,
+    QualityPreset,
+    RefinerMode,
+    _invisible,
+    _no_control_chars,
+    _publish_null_means_default,
+    _short,
+    without_default_nulls,
+)
+from sdxl_mcp.schemas.generation import GenerationResult
+
+__all__ = ["MAX_VARIATIONS", "OVERRIDES", "VariationsResult", "VaryRequest"]
+
+MAX_VARIATIONS = 4
+_KEEP = "null keeps the source's."
+
+
+class VaryRequest(BaseModel):
+    """Arguments of ``vary_image``: ``count`` new seeds of a generated image's request."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, allow_inf_nan=False,
+        json_schema_extra=_publish_null_means_default,
+    )
+
+    image: ImageReference = Field(
+        description="A generated image: an image_id, an image:// URI, or a path of an image "
+        "this server generated (stock photos: use edit_image)."
+    )
+    count: int = Field(1, ge=1, le=MAX_VARIATIONS, description="How many variations (1-4).")
+    seed: int | None = Field(
+        None, ge=0, le=SEED_MAX,
+        description="First seed: the variations use seed, seed+1, ...; null picks random ones.",
+    )
+    # The overrides: the Request's fields, optional (the source's value when null).
+    prompt: Prompt | None = Field(None, description=f"A new prompt; {_KEEP}")
+    negative_prompt: NegativePrompt | None = Field(
+        None, description=f"A new negative prompt; {_KEEP}")
+    use_refinement: bool | None = Field(None, description=f"Run the refiner; {_KEEP}")
+    high_quality: bool | None = Field(None, description=f"Decode in fp32; {_KEEP}")
+    quality: QualityPreset | None = Field(
+        None, description=f"A quality preset (fields given here win); {_KEEP}")
+    num_inference_steps: int | None = Field(
+        None, ge=20, le=100, description=f"Base schedule length; {_KEEP}")
+    guidance_scale: float | None = Field(
+        None, ge=1.0, le=20.0, description=f"Prompt adherence (CFG); {_KEEP}")
+    width: int | None = Field(
+        None, ge=256, le=2048, json_schema_extra={"multipleOf": 8},
+        description=f"Width in pixels, multiple of 8; {_KEEP}")
+    height: int | None = Field(
+        None, ge=256, le=2048, json_schema_extra={"multipleOf": 8},
+        description=f"Height in pixels, multiple of 8; {_KEEP}")
+    aspect_ratio: AspectRatio | None = Field(
+        None, description=f"An SDXL size instead of width/height (not with them); {_KEEP}")
+    refiner_mode: RefinerMode | None = Field(None, description=f"ensemble or sequential; {_KEEP}")
+    high_noise_frac: float | None = Field(
+        None, ge=0.5, le=0.95, description=f"Ensemble: base's fraction; {_KEEP}")
+    refiner_steps: int | None = Field(
+        None, ge=1, le=100, description=f"Sequential: refiner steps; {_KEEP}")
+    refiner_strength: float | None = Field(
+        None, ge=0.05, le=1.0, description=f"Sequential: refiner strength; {_KEEP}")
+
+    def overrides(self) -> dict[str, Any]:
+        """The Request fields given (not null), as JSON values."""
+        return {name: value for name, value in self.model_dump(mode="json").items()
+                if name in OVERRIDES and value is not None}
+
+    def seeds(self) -> list[int | None]:
+        """One seed per variation: ``seed``, ``seed+1``, ... (wrapping past SEED_MAX to 0);
+        None: picked at random."""
+        if self.seed is None:
+            return [None] * self.count
+        return [(self.seed + i) % (SEED_MAX + 1) for i in range(self.count)]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls_are_defaults(cls, data: Any) -> Any:
+        return without_default_nulls(cls, data) if isinstance(data, dict) else data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> VaryRequest:
+        if self.aspect_ratio is not None and (self.width is not None or self.height is not None):
+            raise ValueError(
+                "aspect_ratio cannot be combined with width or height: give one or the other")
+        return self
+
+    @field_validator("use_refinement", "high_quality", mode="before")
+    @classmethod
+    def _json_boolean(cls, value: Any, info: Any) -> Any:
+        if value is not None and not isinstance(value, bool):
+            raise ValueError(f"{info.field_name} must be true or false (got {_short(value)})")
+        return value
+
+    @field_validator("count", "seed", "num_inference_steps", "guidance_scale", "width",
+                     "height", "high_noise_frac", "refiner_steps", "refiner_strength",
+                     mode="before")
+    @classmethod
+    def _json_number(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, bool | str | bytes):
+            raise ValueError(f"{info.field_name} must be a number (got {_short(value)})")
+        return value
+
+    @field_validator("guidance_scale", "high_noise_frac", "refiner_strength")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    @field_validator("width", "height")
+    @classmethod
+    def _multiple_of_8(cls, value: int | None, info: Any) -> int | None:
+        if value is not None and value % 8:
+            raise ValueError(f"{info.field_name} must be a multiple of 8 (got {value})")
+        return value
+
+    @field_validator("prompt", "negative_prompt")
+    @classmethod
+    def _prompt_text(cls, value: str | None, info: Any) -> str | None:
+        value = _no_control_chars(value, info.field_name)
+        if value is not None and value and _invisible(value):
+            if info.field_name == "prompt":
+                raise ValueError("prompt must not be empty (it has only invisible characters)")
+            value = ""
+        return value
+
+
+#: The Request fields a variation may override (every optional field above).
+OVERRIDES = frozenset(VaryRequest.model_fields) - {"image", "count", "seed"}
+
+
+class VariationsResult(BaseModel):
+    """What ``vary_image`` returns: one job, every variation's Result.
+
+    ``status`` is the job's: ``running`` past MAX_WAIT_S (follow ``job_id`` with
+    get_generation, which returns the first variation's Result once done);
+    ``cancelled``/``failed`` keep the Results of the variations already saved.
+    """
+
+    success: bool
+    status: JobStatus
+    message: str
+    job_id: str | None = None
+    source_image_id: str | None = Field(None, description="The image the variations re-run.")
+    results: list[GenerationResult] = Field(
+        default_factory=list, description="One Result per finished variation, in seed order.")
+    error_code: str | None = None
+    retryable: bool | None = None
