@@ -52,7 +52,7 @@ def test_startup_reports_initialize_and_ready(tiny_models: tuple) -> None:
 
 
 def test_full_size_code_path_runs_on_the_tiny_configs(tiny_models: tuple) -> None:
-    from sdxl_mcp.bench.fullsize import full_size_run
+    from sdxl_mcp.engine.bench_fullsize import full_size_run
 
     rows = full_size_run(device="cpu", dtypes=["fp32"], size=256, steps=4, refiner_steps=2,
                          kind="tiny")
@@ -62,7 +62,7 @@ def test_full_size_code_path_runs_on_the_tiny_configs(tiny_models: tuple) -> Non
 
 
 def test_speed_settings_table_adds_one_setting_per_row(tiny_models: tuple) -> None:
-    from sdxl_mcp.bench.fullsize import unet_settings_run
+    from sdxl_mcp.engine.bench_fullsize import unet_settings_run
 
     rows = unet_settings_run(device="cpu", dtype_name="fp32", size=128, steps=1, kind="tiny",
                              settings=("classic attention", "sdpa", "channels_last", "fuse_qkv"))
@@ -74,7 +74,7 @@ def test_speed_settings_table_adds_one_setting_per_row(tiny_models: tuple) -> No
 
 
 def test_vae_decode_table_has_a_row_per_dtype(tiny_models: tuple) -> None:
-    from sdxl_mcp.bench.fullsize import vae_decode_run
+    from sdxl_mcp.engine.bench_fullsize import vae_decode_run
 
     rows = vae_decode_run(device="cpu", size=128, kind="tiny", dtypes=("fp32", "bf16"))
     assert [r["dtype"] for r in rows] == ["fp32", "bf16"]

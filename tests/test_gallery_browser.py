@@ -8,7 +8,7 @@ detail page shows the seed and the parameters.
 
 Skipped, with the reason, when ``/usr/bin/chromium`` or Playwright is missing
 (``apt-get install -y chromium``; ``pip install -e '.[dev]'``; never
-``playwright install``). With ``SDXL_MCP_GALLERY_SCREENSHOTS=<dir>`` it also
+a Playwright browser download). With ``SDXL_MCP_GALLERY_SCREENSHOTS=<dir>`` it also
 writes ``gallery.png`` and ``gallery-detail.png`` there (the README's).
 """
 

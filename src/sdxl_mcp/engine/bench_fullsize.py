@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from sdxl_mcp.bench.pipelines import Timer, build_base_unet, build_pipelines, build_vae
+from sdxl_mcp.engine.bench_pipelines import Timer, build_base_unet, build_pipelines, build_vae
 from sdxl_mcp.engine.devices import TORCH_DTYPES, speed_up_unet
 from sdxl_mcp.engine.schedules import sequential_refiner_schedule
 
