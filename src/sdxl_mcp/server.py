@@ -28,6 +28,7 @@ from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, InputRequiredResult
 from pydantic import AnyUrl
 
 from sdxl_mcp import __version__
+from sdxl_mcp.app import viewer_app, with_viewer
 from sdxl_mcp.errors import BadRequest, NotFound, SdxlMcpError
 from sdxl_mcp.library.transforms import Transform
 from sdxl_mcp.library.views import metadata_json, mime_type, served_image, view_transform
@@ -64,7 +65,8 @@ def build_server(settings: Settings, service: ImageService | None = None) -> MCP
         instructions=INSTRUCTIONS,
         version=__version__,
         lifespan=lifespan,
-        tools=[spec.tool() for spec in tool_specs(settings)],
+        tools=[with_viewer(spec.tool()) for spec in tool_specs(settings)],
+        extensions=[viewer_app()],  # the MCP App (app.py)
         middleware=[arguments_must_be_an_object],
     )
     server.resource(
