@@ -8,9 +8,10 @@ Guarantees (tests/test_app.py, tests/test_app_browser.py): every bound tool
 names a resource the server serves; the resource's CSP lists no domain (the
 viewer reaches the server only through the host bridge); tool results are not
 touched, so hosts without Apps get the same text, preview, link and
-structured content as before; the server advertises the extension in
-``capabilities.extensions`` both in the initialize handshake and in
-``server/discover``.
+structured content as before. The extension is advertised in
+``capabilities.extensions`` on ``server/discover``; mcp 2.3.0's 2025-11-25 wire
+model drops it from the initialize handshake, where hosts bind the App through
+the tools' ``_meta.ui.resourceUri`` alone, as the ext-apps specification has it.
 """
 
 from __future__ import annotations
