@@ -37,6 +37,8 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
             "output_dir": tmp_path / "images",
             "log_dir": tmp_path / "logs",
             "preload": False,
+            # A loaded machine must not turn a finished-result test into a job handle.
+            "max_wait_s": 600.0,
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]
