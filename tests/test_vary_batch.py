@@ -123,7 +123,6 @@ def test_a_batch_out_of_memory_runs_the_images_one_by_one(
     assert [e.done for e in events] == list(range(1, 41))
 
 
-@pytest.mark.anyio
 async def test_vary_image_batches_when_the_setting_says_on(
     make_settings: Callable[..., Any], engine: Any
 ) -> None:
