@@ -158,9 +158,10 @@ def test_vary_prints_each_path_and_its_timings(tiny_models: tuple, tmp_path: Pat
 def test_vary_errors_are_one_line_on_stderr(tmp_path: Path) -> None:
     bad = run_cli("vary", "img_abc", "--count", "9", tmp_path=tmp_path)
     assert bad.returncode == 2 and bad.stdout == ""
-    (line,) = [line for line in bad.stderr.splitlines() if "error" in line]
-    assert line.startswith("sdxl-mcp: error: count")
+    (line,) = [line for line in bad.stderr.splitlines() if "sdxl-mcp: error" in line]
+    assert line.startswith("sdxl-mcp: error: ") and "count must be ≤ 4" in line
     unknown = run_cli("vary", "img_nosuchimage", "--no-progress", tmp_path=tmp_path)
     assert unknown.returncode == 1 and unknown.stdout == ""
-    (line,) = [line for line in unknown.stderr.splitlines() if "error" in line]
+    (line,) = [line for line in unknown.stderr.splitlines() if "sdxl-mcp: error" in line]
+    assert line == unknown.stderr.splitlines()[-1]  # after the start-up log lines
     assert line.startswith("sdxl-mcp: error: image") and "img_nosuchimage" in line
