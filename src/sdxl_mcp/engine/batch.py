@@ -10,9 +10,9 @@ Guarantees (DESIGN.md "Editing and variations"; tests/test_vary_batch.py):
   seed, up to GPU numerics (batched kernels may sum in another order);
 * otherwise the seeds run one by one through ``generate``
   (``batching.one_by_one``): each image equals a separate generation bit for
-  bit. That is the CPU default because a CPU gains nothing from a bigger batch
-  (one image already keeps every core busy) and exact equality is what a CPU
-  can promise;
+  bit. That is the CPU default: exact equality is what the tests check, and at
+  real sizes one image already keeps every core busy, so a batch gains little
+  (docs/PERFORMANCE.md "Variations on a CPU");
 * progress runs across every image either way (``done``/``total`` in
   image-steps); cancel stops the pipeline within a step (a batch keeps nothing:
   its images finish together); a batch that runs out of memory even with VAE
