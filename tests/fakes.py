@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from PIL import Image
 
 from sdxl_mcp.backend import CancelToken, EngineOutput, ProgressEvent
+from sdxl_mcp.batching import OutputCallback, one_by_one
 from sdxl_mcp.errors import Cancelled
 from sdxl_mcp.schemas import EditRequest, EngineStateName, EngineStatus, GenerationRequest
 
@@ -68,6 +70,13 @@ class GatedBackend:
             precision="fp32", device="cpu", base_model="fake", refiner_model=None,
             timings={"base": 0.01},
         )
+
+    def generate_batch(
+        self, req: GenerationRequest, seeds: Sequence[int], on_progress: Any = None,
+        cancel: CancelToken | None = None, on_output: OutputCallback | None = None,
+    ) -> list[EngineOutput]:
+        """One by one through ``generate`` (its gate, cancel and any override apply)."""
+        return one_by_one(self.generate, req, seeds, on_progress, cancel, on_output)
 
     def edit(
         self, req: EditRequest, seed: int, source: Image.Image, mask: Image.Image | None = None,

@@ -81,6 +81,26 @@ def test_vae_decode_table_has_a_row_per_dtype(tiny_models: tuple) -> None:
     assert all(r["decode_s"] > 0 and r["finite"] for r in rows)
 
 
+def test_edit_table_times_one_img2img_edit(tiny_models: tuple) -> None:
+    from sdxl_mcp.engine.bench_edits import edit_run
+
+    (row,) = edit_run(device="cpu", dtype_name="fp32", size=128, steps=10, kind="tiny")
+    assert (row["what"], row["strength"], row["steps_run"]) == ("img2img edit", 0.6, 6)
+    assert row["edit_s"] > 0 and row["it_s_incl_decode"] > 0
+
+
+def test_variations_table_has_one_by_one_and_batched_rows(tiny_models: tuple) -> None:
+    from sdxl_mcp.engine.bench_edits import variations_run
+
+    rows = variations_run(device="cpu", dtype_name="fp32", size=128, steps=2, count=2,
+                          kind="tiny")
+    assert [r["mode"] for r in rows] == ["one by one", "batched"]
+    assert all(r["total_s"] > 0 and r["count"] == 2 for r in rows)
+    assert rows[0]["speedup"] == 1.0
+    # On a CPU the engine runs variations one by one (engine.batch.batches).
+    assert [r["engine_default"] for r in rows] == [True, False]
+
+
 def test_full_size_refuses_a_cpu_without_force(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "sdxl_mcp.cli", "bench", "--full-size", "--out", str(tmp_path)],
@@ -123,6 +143,9 @@ def test_full_size_report_has_the_speed_settings_and_vae_tables(
     assert "+ compile" not in [r["setting"] for r in speed]  # --skip-compile
     assert "+ channels_last" in [r["setting"] for r in speed]
     assert "speed settings: base UNet" in proc.stdout and "VAE decode" in proc.stdout
+    variations = next(rows for title, rows in tables.items() if title.startswith("variations"))
+    assert [r["mode"] for r in variations] == ["one by one", "batched"]
+    assert any(title.startswith("edit: img2img") for title in tables)
 
 
 def test_the_bench_package_and_its_parser_load_neither_torch_nor_the_mcp_sdk() -> None:

@@ -105,3 +105,63 @@ def test_gpu_reports_the_precision_decision(tiny_models: tuple, tmp_path: Path) 
     assert report["precision"]["device"] == "cpu"
     assert "CPU" in report["precision"]["reason"]
     assert report["engine"]["state"] == "not_loaded"  # planned, not loaded
+
+
+# ------------------------------------------------------------------- vary
+def test_vary_flags_map_to_the_vary_request_fields() -> None:
+    from sdxl_mcp.cli import _VARY_OPTIONS, _parser
+
+    args = _parser().parse_args([
+        "vary", "img_abc", "--count", "3", "--seed", "5", "--prompt", "at dusk",
+        "--negative-prompt", "blurry", "--steps", "25", "--guidance", "6", "--aspect", "16:9",
+        "--no-refine", "--refiner-mode", "sequential", "--json"])
+    assert (args.command, args.image, args.count, args.seed) == ("vary", "img_abc", 3, 5)
+    assert (args.prompt, args.negative_prompt, args.num_inference_steps) == (
+        "at dusk", "blurry", 25)
+    assert (args.guidance_scale, args.aspect_ratio, args.use_refinement) == (6.0, "16:9", False)
+    assert args.refiner_mode == "sequential" and args.json
+    # Flags not given stay None: the source's values are kept.
+    plain = _parser().parse_args(["vary", "img_abc"])
+    assert all(getattr(plain, name) is None for name in _VARY_OPTIONS)
+    assert _parser().parse_args(["vary", "img_abc", "--refine"]).use_refinement is True
+
+
+def test_the_cli_module_imports_nothing_from_the_engine() -> None:
+    import ast
+
+    import sdxl_mcp.cli
+
+    tree = ast.parse(Path(sdxl_mcp.cli.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom) and node.module}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                 for alias in node.names}
+    assert not {name for name in imported if name.startswith("sdxl_mcp.engine")}
+
+
+def test_vary_prints_each_path_and_its_timings(tiny_models: tuple, tmp_path: Path) -> None:
+    source = run_cli("generate", "a red fox", "--seed", "1", "--width", "256", "--height",
+                     "256", "--steps", "20", "--no-refine", "--no-progress", tmp_path=tmp_path)
+    assert source.returncode == 0, source.stderr
+    proc = run_cli("vary", source.stdout.splitlines()[0], "--count", "2", "--seed", "5",
+                   "--no-progress", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 6  # path, seed line, timings line: per image
+    paths = [Path(lines[0]), Path(lines[3])]
+    assert all(p.is_file() and p.suffix == ".png" for p in paths) and paths[0] != paths[1]
+    assert "seed 5," in lines[1] and "seed 6," in lines[4]
+    assert "timings (s):" in lines[2] and "total" in lines[5]
+    assert parse_infotext(Image.open(paths[1]).info["parameters"])["prompt"] == "a red fox"
+
+
+def test_vary_errors_are_one_line_on_stderr(tmp_path: Path) -> None:
+    bad = run_cli("vary", "img_abc", "--count", "9", tmp_path=tmp_path)
+    assert bad.returncode == 2 and bad.stdout == ""
+    (line,) = [line for line in bad.stderr.splitlines() if "sdxl-mcp: error" in line]
+    assert line.startswith("sdxl-mcp: error: ") and "count must be ≤ 4" in line
+    unknown = run_cli("vary", "img_nosuchimage", "--no-progress", tmp_path=tmp_path)
+    assert unknown.returncode == 1 and unknown.stdout == ""
+    (line,) = [line for line in unknown.stderr.splitlines() if "sdxl-mcp: error" in line]
+    assert line == unknown.stderr.splitlines()[-1]  # after the start-up log lines
+    assert line.startswith("sdxl-mcp: error: image") and "img_nosuchimage" in line

@@ -285,17 +285,3 @@ def test_cli_edit_prints_the_result(tiny_models: tuple, tmp_path: Path) -> None:
     assert "rounded to 248x256" in result["message"]
     bad = run_cli("edit", str(inputs / "photo.png"), "x", "--strength", "3", tmp_path=tmp_path)
     assert bad.returncode == 2 and "strength" in bad.stderr
-
-
-# -------------------------------------------------------------------- Ray
-def test_the_ray_backend_refuses_edits_with_a_clear_sentence(
-    make_settings: Callable[..., Any],
-) -> None:
-    pytest.importorskip("ray")
-    from sdxl_mcp.cluster.ray_backend import RayBackend
-    from sdxl_mcp.errors import ModelUnavailable
-
-    backend = RayBackend(make_settings(backend="ray"))
-    with pytest.raises(ModelUnavailable, match="SDXL_MCP_BACKEND=ray yet; use the local"):
-        backend.edit(edit("abcdef"), 1, noise())
-    assert backend.state == "not_loaded"  # nothing was deployed for it

@@ -165,3 +165,42 @@ async def test_a_killed_replica_fails_its_request_retryably_and_is_replaced(
         # The server keeps serving (the other replica, then the replacement).
         after = await client.call_tool("generate_image", {"prompt": "after", **SMALL})
         assert after.structured_content["status"] == "succeeded"
+
+
+def test_an_edit_runs_on_a_replica_with_the_local_engines_pixels(
+    ray_backend: RayBackend, tiny_engine: Any
+) -> None:
+    from tests.test_edit import half_mask, noise
+
+    from sdxl_mcp.schemas import EditRequest
+
+    source, mask = noise((320, 256)), half_mask((320, 256))
+    request = EditRequest(image="unused-here", prompt="the same scene at night", strength=0.5,
+                          num_inference_steps=10)
+    events: list[Any] = []
+    remote = ray_backend.edit(request, 9, source, mask, on_progress=events.append)
+    local = tiny_engine.edit(request, 9, source, mask)
+    assert remote.image.size == source.size == (320, 256)
+    assert np.array_equal(np.asarray(remote.image), np.asarray(local.image))
+    # The mask travelled: its black half is the source's, exactly.
+    assert np.array_equal(np.asarray(remote.image)[:, 160:], np.asarray(source)[:, 160:])
+    assert (remote.steps_base, remote.steps_refiner) == (local.steps_base, local.steps_refiner)
+    assert events and events[-1].done == events[-1].total
+    assert any("ran on replica" in note for note in remote.notes)
+
+
+async def test_variations_on_the_ray_backend_get_consecutive_seeds(
+    ray_settings: Settings, ray_backend: RayBackend
+) -> None:
+    from sdxl_mcp.schemas import GenerationRequest, VaryRequest
+
+    events: list[Any] = []
+    async with ImageService(ray_settings, backend=ray_backend) as service:
+        source = await service.generate(GenerationRequest(
+            prompt="a red fox", seed=1, use_refinement=False, **SMALL))
+        varied = await service.vary(VaryRequest(image=source.image_id or "", count=2, seed=30),
+                                    on_progress=events.append)
+    assert varied.status == "succeeded", varied.message
+    assert [r.seed for r in varied.results] == [30, 31]
+    assert all(r.path and Path(r.path).is_file() for r in varied.results)
+    assert {e.total for e in events} == {40} and events[-1].done == 40

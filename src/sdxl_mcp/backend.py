@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -99,6 +99,19 @@ class Backend(Protocol):
         cancel: CancelToken | None = None,
     ) -> EngineOutput:
         """Run one generation (blocking); raises ``SdxlMcpError`` subclasses."""
+        ...
+
+    def generate_batch(
+        self,
+        request: GenerationRequest,
+        seeds: Sequence[int],
+        on_progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+        on_output: Callable[[int, EngineOutput], None] | None = None,
+    ) -> list[EngineOutput]:
+        """``request`` once per seed (blocking), each image equal to ``generate`` with its
+        seed (up to GPU numerics when batched); ``on_output(index, output)`` as each is
+        ready; progress across all of them (``sdxl_mcp.batching``)."""
         ...
 
     def edit(

@@ -13,9 +13,9 @@ import os
 import select
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -26,11 +26,13 @@ from sdxl_mcp.schemas import (
     EditRequest,
     GenerationRequest,
     GenerationResult,
+    VaryRequest,
     describe_validation_error,
 )
 from sdxl_mcp.settings import Settings, load_settings
 
 log = logging.getLogger("sdxl_mcp.cli")
+T = TypeVar("T")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -78,6 +80,30 @@ def _parser() -> argparse.ArgumentParser:
     edit.add_argument("--no-refine", dest="use_refinement", action="store_false", default=None)
     edit.add_argument("--json", action="store_true", help="print the full Result as JSON")
     edit.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    vary = sub.add_parser("vary", help="re-run a generated image's request with new seeds")
+    vary.add_argument("image", help="a generated image: image_id, image:// URI or its path")
+    vary.add_argument("--count", type=int, help="how many variations (1-4, default 1)")
+    vary.add_argument("--seed", type=int, help="first seed (then seed+1, ...); default random")
+    vary.add_argument("--prompt", help="a new prompt (default: the source's)")
+    vary.add_argument("--negative-prompt", dest="negative_prompt")
+    vary.add_argument("--quality", choices=["high", "medium", "fast"])
+    vary.add_argument("--steps", dest="num_inference_steps", type=int)
+    vary.add_argument("--guidance", dest="guidance_scale", type=float)
+    vary.add_argument("--width", type=int)
+    vary.add_argument("--height", type=int)
+    vary.add_argument("--aspect", dest="aspect_ratio", metavar="RATIO",
+                      help="an SDXL size instead of --width/--height (as for generate)")
+    vary.add_argument("--refine", dest="use_refinement", action=argparse.BooleanOptionalAction,
+                      default=None, help="run the refiner or not (default: as the source)")
+    vary.add_argument("--fast-decode", dest="high_quality", action="store_false", default=None,
+                      help="let a fp16-safe VAE decode in the engine precision")
+    vary.add_argument("--refiner-mode", choices=["ensemble", "sequential"])
+    vary.add_argument("--high-noise-frac", type=float)
+    vary.add_argument("--refiner-steps", type=int)
+    vary.add_argument("--refiner-strength", type=float)
+    vary.add_argument("--json", action="store_true", help="print the full answer as JSON")
+    vary.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     sub.add_parser("gpu", help="print device facts and the precision decision")
 
@@ -132,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _generate(settings, args)
         if args.command == "edit":
             return _edit(settings, args)
+        if args.command == "vary":
+            return _vary(settings, args)
         if args.command == "gpu":
             return _gpu(settings)
         if args.command == "serve":
@@ -178,9 +206,58 @@ def _edit(settings: Settings, args: argparse.Namespace) -> int:
     return _run_job(settings, args, request)
 
 
+_VARY_OPTIONS = ("count", "seed", "prompt", "negative_prompt", "quality", "num_inference_steps",
+                 "guidance_scale", "width", "height", "aspect_ratio", "use_refinement",
+                 "high_quality", "refiner_mode", "high_noise_frac", "refiner_steps",
+                 "refiner_strength")
+
+
+def _vary(settings: Settings, args: argparse.Namespace) -> int:
+    """``count`` variations as one job; each path and its timings (or the JSON answer)."""
+    fields = {k: getattr(args, k) for k in _VARY_OPTIONS if getattr(args, k) is not None}
+    try:
+        request = VaryRequest(image=args.image, **fields)
+    except ValidationError as exc:
+        return _fail(describe_validation_error(exc), code=2)
+    answer = _with_service(settings, args, lambda service, on_progress: service.vary(
+        request, on_progress=on_progress, wait_s=float("inf")))
+    if isinstance(answer, SdxlMcpError) or not answer.success:
+        return _fail(answer.message)
+    if args.json:
+        sys.stdout.write(answer.model_dump_json(indent=2) + "\n")
+        return 0
+    for result in answer.results:
+        sys.stdout.write(_summary(result))
+    return 0
+
+
 def _run_job(settings: Settings, args: argparse.Namespace,
              request: GenerationRequest | EditRequest) -> int:
     """Run one generation or edit to the end, with a progress bar on stderr."""
+
+    def start(service: Any, on_progress: Any) -> Any:
+        if isinstance(request, EditRequest):
+            return service.edit(request, on_progress=on_progress, wait_s=float("inf"))
+        return service.generate(request, on_progress=on_progress, wait_s=float("inf"))
+
+    result = _with_service(settings, args, start)
+    if isinstance(result, SdxlMcpError):
+        return _fail(result.message)
+    if result.status != "succeeded":
+        return _fail(result.message)
+    if args.json:
+        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+        return 0
+    mode = request.refiner_mode if isinstance(request, GenerationRequest) else "after the edit"
+    sys.stdout.write(_summary(result, mode))
+    if isinstance(request, EditRequest):  # the size note and a stock photo's credit
+        sys.stdout.write(f"{result.message}\n")
+    return 0
+
+
+def _with_service(settings: Settings, args: argparse.Namespace,
+                  start: Callable[[Any, Callable[[Any], None]], Awaitable[T]]) -> T | SdxlMcpError:
+    """``start(service, on_progress)`` to its end, with a progress bar on stderr."""
     import anyio
     from tqdm import tqdm
 
@@ -197,29 +274,30 @@ def _run_job(settings: Settings, args: argparse.Namespace,
         bar.set_description(event.message)
         bar.update(event.done - bar.n)
 
-    async def run() -> GenerationResult:
+    async def run() -> T | SdxlMcpError:
         async with ImageService(settings.model_copy(update={"preload": False})) as service:
-            if isinstance(request, EditRequest):
-                return await service.edit(request, on_progress=on_progress, wait_s=float("inf"))
-            return await service.generate(request, on_progress=on_progress, wait_s=float("inf"))
+            # Caught here: raised through the service's task group it would
+            # arrive wrapped in an ExceptionGroup and escape main() as a traceback.
+            try:
+                return await start(service, on_progress)
+            except SdxlMcpError as exc:
+                return exc
 
     try:
-        result = anyio.run(run)
+        return anyio.run(run)
     finally:
         if bar is not None:
             bar.close()
-    if result.status != "succeeded":
-        return _fail(result.message)
-    if args.json:
-        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
-        return 0
+
+
+def _summary(result: GenerationResult, mode: str | None = None) -> str:
+    """A saved image's path, seed, device, refiner outcome, steps and timings."""
     t = result.timings
-    mode = request.refiner_mode if isinstance(request, GenerationRequest) else "after the edit"
     refine = (
-        f"refined ({mode})" if result.refined
+        (f"refined ({mode})" if mode else "refined") if result.refined
         else f"not refined{': ' + result.refiner_error if result.refiner_error else ''}"
     )
-    sys.stdout.write(
+    return (
         f"{result.path}\n"
         f"seed {result.seed}, {result.precision} on {result.device}, {refine}, "
         f"steps base {result.steps.base} + refiner {result.steps.refiner}\n"
@@ -227,9 +305,6 @@ def _run_job(settings: Settings, args: argparse.Namespace,
         f"base {t.base:.2f}, refiner {t.refiner:.2f}, decode {t.decode:.2f}, "
         f"save {t.save:.2f}, total {t.total:.2f}\n"
     )
-    if isinstance(request, EditRequest):  # the size note and a stock photo's credit
-        sys.stdout.write(f"{result.message}\n")
-    return 0
 
 
 def _stock(settings: Settings, args: argparse.Namespace) -> int:

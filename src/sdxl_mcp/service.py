@@ -15,7 +15,6 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from functools import partial
 from pathlib import Path
 from typing import Any, Self
 
@@ -28,6 +27,7 @@ from sdxl_mcp.archive import find_reusable, save_generation
 from sdxl_mcp.backend import (
     ENGINE_EXTRA_MISSING,
     Backend,
+    EngineOutput,
     EngineStatus,
     backend_capacity,
     engine_installed,
@@ -267,30 +267,31 @@ class ImageService:
         return await self.jobs.cancel_and_wait(job_id)
 
     def _execute(self, job: Job, progress: ProgressListener) -> GenerationResult:
-        """One job's blocking work (worker thread); variations: each image in turn."""
-        if job.vary is not None:
-            return run_variations(job, progress, partial(self._make, job))
-        return self._make(job, job.request, job.seed, progress)
-
-    def _make(self, job: Job, request: GenerationRequest | EditRequest, seed: int,
-              progress: ProgressListener) -> GenerationResult:
-        """Build the backend, generate (or edit), save."""
+        """One job's blocking work (worker thread): build the backend, run, save."""
         started = time.perf_counter()
         # The first request builds the backend (torch and diffusers imports, seconds),
         # or waits while the preload thread does: part of model_load, not hidden.
         backend = self.backend
         building_s = time.perf_counter() - started
-        edit = job.edit
+        if job.vary is not None:
+            return run_variations(job, progress, backend, lambda request, output: self._save(
+                job, request, output, 0.0 if job.vary and job.vary.results else building_s))
+        request, edit = job.request, job.edit
         if isinstance(request, EditRequest):
             assert edit is not None
-            output = backend.edit(request, seed, edit.source, edit.mask, progress, job.cancel)
+            output = backend.edit(request, job.seed, edit.source, edit.mask, progress, job.cancel)
         else:
-            output = backend.generate(request, seed, progress, job.cancel)
+            output = backend.generate(request, job.seed, progress, job.cancel)
+        return self._save(job, request, output, building_s)
+
+    def _save(self, job: Job, request: GenerationRequest | EditRequest, output: EngineOutput,
+              building_s: float) -> GenerationResult:
+        """Keep one output (PNG, sidecar, catalog) and its preview; its Result."""
         output.timings["model_load"] = round(
             output.timings.get("model_load", 0.0) + building_s, 4)
         if isinstance(request, EditRequest):
-            assert edit is not None
-            result = save_edit(self.store, self.settings, job.id, request, edit, output,
+            assert job.edit is not None
+            result = save_edit(self.store, self.settings, job.id, request, job.edit, output,
                                job.queue_wait_s)
         else:
             result = save_generation(self.store, self.settings, job.id, request, output,

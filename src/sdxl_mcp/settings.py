@@ -131,6 +131,9 @@ class Settings(BaseSettings):
     compile: bool = Field(
         False, description="CUDA: torch.compile the UNets during preload (minutes, once)"
     )
+    batch_variations: Literal["auto", "on", "off"] = Field(
+        "auto", description="vary_image: the images in one pipeline call (auto: on CUDA only)"
+    )
     png_compress_level: int = Field(
         1, ge=0, le=9, description="zlib level for saved PNGs (1: fast, files ~10% larger)"
     )

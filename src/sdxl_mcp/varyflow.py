@@ -10,13 +10,15 @@ Guarantees (DESIGN.md "Editing and variations"):
   per seed: ``seed``, ``seed+1``, ... or random ones. A refused request writes
   nothing and takes no slot;
 * all ``count`` images are ONE job (one slot, one job_id): :func:`run_variations`
-  is its blocking work. On the CPU engine the images run one after another (a
-  loop of ``backend.generate`` inside the job); batching them in one pipeline
-  call (``num_images_per_prompt`` with per-image generators) is for the GPU
-  bench and is not done in this slice. GENERATION_TIMEOUT_S covers the whole job;
-* progress runs across every image (``done``/``total`` summed over them);
-  cancel stops the running image within a step and the rest never start; the
-  images saved before it are kept (catalogued) and listed in the answer;
+  is its blocking work, one ``backend.generate_batch`` call (the requests differ
+  only in their seed). The local engine batches them in one pipeline call on
+  CUDA and runs them one by one on a CPU (``engine.batch``; the rule is
+  SDXL_MCP_BATCH_VARIATIONS); Ray runs them one by one. GENERATION_TIMEOUT_S
+  covers the whole job;
+* progress runs across every image (``done``/``total`` in image-steps over all
+  of them); each image is saved as soon as the backend hands it over, so a
+  cancel, which stops the running image (or batch) within a step while the rest
+  never start, keeps the images saved before it (catalogued, listed in the answer);
 * each image is saved and catalogued like a generation (``save_generation``),
   with its own seed and the merged request, so it is reproducible on its own:
   ``generate_image`` with that request and seed gives the same pixels. Reuse
@@ -30,13 +32,13 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from sdxl_mcp.backend import ProgressEvent
-from sdxl_mcp.errors import BadRequest, Cancelled
+from sdxl_mcp.backend import Backend, EngineOutput, ProgressEvent
+from sdxl_mcp.errors import BadRequest
 from sdxl_mcp.library.resolver import ResolvedImage
 from sdxl_mcp.schemas import (
     QUALITY_PRESETS,
@@ -51,8 +53,8 @@ from sdxl_mcp.schemas import (
 if TYPE_CHECKING:
     from sdxl_mcp.jobs import Job
 
-#: One variation's blocking work: (request, seed, progress) -> its saved Result.
-MakeOne = Callable[[GenerationRequest, int, Callable[[ProgressEvent], None]], GenerationResult]
+#: Keeps one finished variation: (its request, the backend's output) -> its saved Result.
+SaveOne = Callable[[GenerationRequest, EngineOutput], GenerationResult]
 
 
 @dataclass
@@ -99,23 +101,21 @@ def plan_variations(source: ResolvedImage, request: VaryRequest) -> VariationPla
 
 
 def run_variations(
-    job: Job, progress: Callable[[ProgressEvent], None], make_one: MakeOne
+    job: Job, progress: Callable[[ProgressEvent], None], backend: Backend, save: SaveOne
 ) -> GenerationResult:
-    """The job's blocking work: each image in turn; the first one's Result (worker thread)."""
+    """The job's blocking work: every image through ``backend.generate_batch``, each saved
+    as soon as it is ready; the first one's Result (worker thread)."""
     plan = job.vary
     assert plan is not None
     count = len(plan.requests)
-    for index, request in enumerate(plan.requests):
-        if job.cancel.cancelled:
-            raise Cancelled(f"Variations {job.cancel.reason} after {index} of {count} images "
-                            "(those are kept).")
-        assert request.seed is not None
+    seeds = [request.seed for request in plan.requests]
+    assert None not in seeds
 
-        def across(event: ProgressEvent, index: int = index) -> None:
-            progress(replace(event, done=index * event.total + event.done,
-                             total=count * event.total))
+    def keep(index: int, output: EngineOutput) -> None:
+        plan.results.append(save(plan.requests[index], output))
 
-        plan.results.append(make_one(request, request.seed, across))
+    backend.generate_batch(plan.requests[0], [s for s in seeds if s is not None], progress,
+                           job.cancel, keep)
     first = plan.results[0]
     if count == 1:
         return first

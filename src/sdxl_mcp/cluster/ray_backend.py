@@ -2,7 +2,9 @@
 
 The front (MCP/REST server, ImageService) keeps admission, jobs, storage and
 metadata; each replica holds one ``SDXLEngine`` and streams back progress
-events, then the image pixels, seed, timings and refiner outcome. Ray Serve
+events, then the image pixels, seed, timings and refiner outcome. Edits go
+the same way (the source and mask travel as PNG bytes, lossless, and are
+decoded on the replica); variations run one by one, each on a free replica. Ray Serve
 does the rest: one replica per GPU, routing, restarts, cluster deployment.
 
 This is the only module that imports ray (an optional extra:
@@ -13,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, fields
 from typing import Any
 
@@ -36,6 +40,7 @@ from sdxl_mcp.backend import (
     backend_capacity,
 )
 from sdxl_mcp.backend import ProgressEvent as Event
+from sdxl_mcp.batching import OutputCallback, one_by_one
 from sdxl_mcp.errors import (
     Cancelled,
     GenerationFailed,
@@ -61,6 +66,18 @@ def _deployment_failure(exc: Exception) -> SdxlMcpError:
         f"Ray Serve deployment failed: {str(exc).splitlines()[0][:300]}. Check "
         "SDXL_MCP_RAY_ADDRESS and the replicas' logs (ray status / the Ray dashboard)."
     )
+
+
+def _to_png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def _from_png(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as opened:
+        opened.load()
+        return opened.copy()
 
 
 def _error_from(payload: dict[str, Any]) -> SdxlMcpError:
@@ -90,6 +107,25 @@ class EngineReplica:
     async def generate(self, request_json: str, seed: int, job_id: str) -> Any:
         """Stream progress events, then the result (or an error payload)."""
         request = GenerationRequest.model_validate_json(request_json)
+        async for item in self._stream(
+            job_id, lambda report, token: self.engine.generate(request, seed, report, token)
+        ):
+            yield item
+
+    async def edit(self, request_json: str, seed: int, source_png: bytes,
+                   mask_png: bytes | None, job_id: str) -> Any:
+        """An edit, streamed like :meth:`generate`; source and mask arrive as PNG bytes."""
+        request = EditRequest.model_validate_json(request_json)
+        source = _from_png(source_png)
+        mask = _from_png(mask_png) if mask_png is not None else None
+        async for item in self._stream(job_id, lambda report, token: self.engine.edit(
+                request, seed, source, mask, report, token)):
+            yield item
+
+    async def _stream(
+        self, job_id: str, work: Callable[[ProgressCallback, CancelToken], EngineOutput]
+    ) -> Any:
+        """Run ``work`` in a thread: its progress events, then its result or error."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         token = CancelToken()
@@ -99,7 +135,7 @@ class EngineReplica:
 
         def run() -> EngineOutput:
             try:
-                return self.engine.generate(request, seed, on_progress, token)
+                return work(on_progress, token)
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, ("done", None))
 
@@ -189,14 +225,52 @@ class RayBackend:
         on_progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
     ) -> EngineOutput:
+        return self._call("generate", (request.model_dump_json(), seed), seed, "Generation",
+                          on_progress, cancel)
+
+    def generate_batch(
+        self,
+        request: GenerationRequest,
+        seeds: Sequence[int],
+        on_progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+        on_output: OutputCallback | None = None,
+    ) -> list[EngineOutput]:
+        """One by one, each on whichever replica is free: a job holds one slot, so
+        spreading its images over several replicas would take slots it was not given."""
+        return one_by_one(self.generate, request, seeds, on_progress, cancel, on_output)
+
+    def edit(
+        self,
+        request: EditRequest,
+        seed: int,
+        source: Image.Image,
+        mask: Image.Image | None = None,
+        on_progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> EngineOutput:
+        """On a replica; the source (as RGB, which the engine makes of it anyway) and
+        the mask travel as PNG bytes, lossless, so the pixels equal a local edit's."""
+        args = (request.model_dump_json(), seed, _to_png(source.convert("RGB")),
+                _to_png(mask) if mask is not None else None)
+        return self._call("edit", args, seed, "Edit", on_progress, cancel)
+
+    def _call(
+        self,
+        method: str,
+        args: tuple[Any, ...],
+        seed: int,
+        what: str,
+        on_progress: ProgressCallback | None,
+        cancel: CancelToken | None,
+    ) -> EngineOutput:
+        """Stream ``method`` on a replica: progress, cancel and errors as on the engine."""
         cancel = cancel or CancelToken()
         started = time.perf_counter()
         self.load()
         model_load = round(time.perf_counter() - started, 4)
         job_id = f"job-{seed}-{time.monotonic_ns()}"
-        stream = self._handle.options(stream=True).generate.remote(
-            request.model_dump_json(), seed, job_id
-        )
+        stream = getattr(self._handle.options(stream=True), method).remote(*args, job_id)
         stop = threading.Event()
 
         def forward_cancel() -> None:
@@ -221,32 +295,18 @@ class RayBackend:
                 else:
                     return self._output(item, model_load)
         except RequestCancelledError:
-            raise Cancelled(f"Generation {cancel.reason} on its replica.") from None
+            raise Cancelled(f"{what} {cancel.reason} on its replica.") from None
         except ray.exceptions.RayError as exc:
             if cancel.cancelled:
-                raise Cancelled(f"Generation {cancel.reason} on its replica.") from None
-            log.warning("Replica failed mid-generation: %s", str(exc).splitlines()[0])
+                raise Cancelled(f"{what} {cancel.reason} on its replica.") from None
+            log.warning("Replica failed mid-%s: %s", what.lower(), str(exc).splitlines()[0])
             raise GenerationFailed(
-                "The engine replica running this generation died; Ray Serve is replacing it. "
-                "Send the request again."
+                f"The engine replica running this {what.lower()} died; Ray Serve is replacing "
+                "it. Send the request again."
             ) from None
         finally:
             stop.set()
         raise GenerationFailed("The replica ended the stream without a result; try again.")
-
-    def edit(
-        self,
-        request: EditRequest,
-        seed: int,
-        source: Image.Image,
-        mask: Image.Image | None = None,
-        on_progress: ProgressCallback | None = None,
-        cancel: CancelToken | None = None,
-    ) -> EngineOutput:
-        """Not on the replicas yet: a clear error instead of a silent local run."""
-        raise ModelUnavailable(
-            "edit_image is not available with SDXL_MCP_BACKEND=ray yet; use the local backend."
-        )
 
     def _output(self, item: dict[str, Any], model_load: float) -> EngineOutput:
         replica = item["replica"]

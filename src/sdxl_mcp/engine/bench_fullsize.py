@@ -6,7 +6,8 @@ added (applied with the engine's own ``speed_up_unet``); and VAE decode per
 dtype. The refiner schedule and the dtypes are the engine's too
 (``engine.devices``, ``engine.schedules``), so the bench times what production runs.
 Without CUDA it refuses (exit 2) unless ``--force``: full-size SDXL on a CPU
-takes minutes per step. Importing this module imports torch.
+takes minutes per step. Importing this module imports torch. The edit and the
+variations (one by one vs batched) tables come from ``engine.bench_edits``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 import torch
 
+from sdxl_mcp.engine.bench_edits import edit_run, variations_run
 from sdxl_mcp.engine.bench_pipelines import Timer, build_base_unet, build_pipelines, build_vae
 from sdxl_mcp.engine.devices import TORCH_DTYPES, speed_up_unet
 from sdxl_mcp.engine.schedules import sequential_refiner_schedule
@@ -76,15 +78,22 @@ def full_size(args: argparse.Namespace) -> dict[str, Any] | None:
                               progress=say)
     decode = vae_decode_run(device=device, size=args.size, kind=args.models,
                             dtypes=tuple(dtypes), progress=say)
+    tables = {
+        f"speed settings: base UNet, one CFG step at {args.size}²": speed,
+        f"VAE decode at {args.size}² (random weights: 'finite' shows the path, "
+        "not the real VAE's fp16 behaviour)": decode,
+    }
+    tables[f"edit: img2img at {args.size}², strength 0.6, 30 steps"] = edit_run(
+        device=device, dtype_name=args.settings_dtype, size=args.size, kind=args.models,
+        progress=say)
+    tables[f"variations: 4 at {args.size}², one by one vs batched (base + decode)"] = (
+        variations_run(device=device, dtype_name=args.settings_dtype, size=args.size,
+                       kind=args.models, progress=say))
     return {
         "benchmark": "full_size",
         "models": args.models,
         "table": rows,
-        "tables": {
-            f"speed settings: base UNet, one CFG step at {args.size}²": speed,
-            f"VAE decode at {args.size}² (random weights: 'finite' shows the path, "
-            "not the real VAE's fp16 behaviour)": decode,
-        },
+        "tables": tables,
     }
 
 

@@ -30,6 +30,7 @@ from sdxl_mcp.backend import (
     LoadOnce,
     ProgressCallback,
 )
+from sdxl_mcp.engine.batch import BatchMixin
 from sdxl_mcp.engine.devices import (
     TORCH_DTYPES,
     free_device_memory,
@@ -59,7 +60,7 @@ T = TypeVar("T")
 quiet_libraries()
 
 
-class SDXLEngine:
+class SDXLEngine(BatchMixin):
     """Resident SDXL base + refiner; implements ``sdxl_mcp.backend.Backend``."""
 
     #: One generation at a time: diffusers pipelines are not thread-safe.
@@ -239,7 +240,7 @@ class SDXLEngine:
         with self._generate_lock:
             if cancel.cancelled:
                 raise Cancelled(f"Generation {cancel.reason} before it started.")
-            return self._generate(request, seed, on_progress, cancel, timings)
+            return self._generate(request, seed, on_progress, cancel, timings)[0]
 
     def _generate(
         self,
@@ -247,8 +248,8 @@ class SDXLEngine:
         seed: int,
         on_progress: ProgressCallback | None,
         cancel: CancelToken,
-        timings: dict[str, float],
-    ) -> EngineOutput:
+        timings: dict[str, float], seeds: list[int] | None = None,
+    ) -> list[EngineOutput]:
         assert self._decision is not None
         base = self.base
         refiner = self._refiner if request.use_refinement else None
@@ -258,13 +259,14 @@ class SDXLEngine:
         ensemble = refiner is not None and request.refiner_mode == "ensemble"
         base_total, refiner_total, refiner_schedule = self._plan(request, refiner, ensemble)
         total = base_total + refiner_total
-        # A CPU generator gives the same noise on every device: same seed, same image.
-        generator = torch.Generator("cpu").manual_seed(seed)
+        # CPU generators give the same noise on every device; a batch has one per seed.
+        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds or [seed]]
         common: dict[str, Any] = {
             "prompt": request.prompt,
             "negative_prompt": request.negative_prompt,
             "guidance_scale": request.guidance_scale,
-            "generator": generator,
+            "generator": generators if seeds else generators[0],
+            "num_images_per_prompt": len(generators),
             "output_type": "latent",
         }
 
@@ -307,11 +309,12 @@ class SDXLEngine:
             timings["refiner"] = round(time.perf_counter() - t1, 4)
 
         t2 = time.perf_counter()
-        image = self._with_oom_retry("decode", lambda: self._decode(latents, request.high_quality))
+        images = self._with_oom_retry("decode", lambda: [
+            self._decode(z, request.high_quality) for z in latents.split(1)])
         timings["decode"] = round(time.perf_counter() - t2, 4)
-        return EngineOutput(
+        return [EngineOutput(
             image=image,
-            seed=seed,
+            seed=s,
             steps_base=base_reporter.steps_run,
             steps_refiner=steps_refiner,
             refined=refined,
@@ -320,9 +323,9 @@ class SDXLEngine:
             device=self._decision.device,
             base_model=self.settings.base_model,
             refiner_model=self.settings.refiner_model if refiner is not None else None,
-            timings=timings,
-            notes=notes,
-        )
+            timings=dict(timings),
+            notes=list(notes),
+        ) for s, image in zip(seeds or [seed], images, strict=True)]
 
     def _refine(
         self, refiner: Any, latents: torch.Tensor, reporter: StepReporter, args: dict[str, Any]

@@ -1,0 +1,142 @@
+"""Variations on the local engine: several seeds of one request, batched on a GPU.
+
+Guarantees (DESIGN.md "Editing and variations"; tests/test_vary_batch.py):
+
+* :meth:`BatchMixin.generate_batch` batches when :func:`batches` says so
+  (``SDXL_MCP_BATCH_VARIATIONS``: ``auto`` = on CUDA with two or more images,
+  ``on``, ``off``; a ``batched=`` argument overrides it): ONE pipeline call per
+  stage with ``num_images_per_prompt`` = the number of seeds and one CPU
+  ``torch.Generator`` per seed, so each image is the generation with its own
+  seed, up to GPU numerics (batched kernels may sum in another order);
+* otherwise the seeds run one by one through ``generate``
+  (``batching.one_by_one``): each image equals a separate generation bit for
+  bit. That is the CPU default: exact equality is what the tests check, and at
+  real sizes one image already keeps every core busy, so a batch gains little
+  (docs/PERFORMANCE.md "Variations on a CPU");
+* progress runs across every image either way (``done``/``total`` in
+  image-steps); cancel stops the pipeline within a step (a batch keeps nothing:
+  its images finish together); a batch that runs out of memory even with VAE
+  tiling runs again one by one (logged, and noted in each output), with its
+  progress never going back;
+* a batched output's ``base``/``refiner``/``decode`` timings are its share (1/N)
+  of the batch's, so the outputs' timings add up to the job's.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from sdxl_mcp.backend import CancelToken, EngineOutput, ProgressCallback, ProgressEvent
+from sdxl_mcp.batching import OutputCallback, batched_progress, one_by_one
+from sdxl_mcp.errors import Cancelled, OutOfMemory
+from sdxl_mcp.schemas import GenerationRequest
+
+if TYPE_CHECKING:
+    from sdxl_mcp.engine.precision import PrecisionDecision
+    from sdxl_mcp.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: The stage timings a batched output shares with the other images of its batch.
+SHARED_TIMINGS = ("base", "refiner", "decode")
+
+
+class _Engine(Protocol):
+    """What the mixin uses of ``SDXLEngine``."""
+
+    settings: Settings
+    _generate_lock: threading.Lock
+    _decision: PrecisionDecision | None
+
+    def load(self) -> None: ...
+
+    def generate(self, request: GenerationRequest, seed: int,
+                 on_progress: ProgressCallback | None = None,
+                 cancel: CancelToken | None = None) -> EngineOutput: ...
+
+    def _generate(self, request: GenerationRequest, seed: int,
+                  on_progress: ProgressCallback | None, cancel: CancelToken,
+                  timings: dict[str, float], seeds: list[int] | None = None,
+                  ) -> list[EngineOutput]: ...
+
+
+def batches(setting: str, device: str, count: int) -> bool:
+    """Whether ``count`` images of one request run as one batch on ``device``."""
+    if count < 2 or setting == "off":
+        return False
+    return setting == "on" or device.startswith("cuda")
+
+
+class BatchMixin:
+    """``generate_batch`` for ``SDXLEngine`` (see the module's guarantees)."""
+
+    def generate_batch(
+        self: _Engine,
+        request: GenerationRequest,
+        seeds: Sequence[int],
+        on_progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+        on_output: OutputCallback | None = None,
+        batched: bool | None = None,
+    ) -> list[EngineOutput]:
+        cancel = cancel or CancelToken()
+        seeds = list(seeds)
+        started = time.perf_counter()
+        self.load()
+        assert self._decision is not None
+        if batched is None:
+            batched = batches(self.settings.batch_variations, self._decision.device, len(seeds))
+        progress = _Monotonic(on_progress)
+
+        if not batched or len(seeds) < 2:
+            return one_by_one(self.generate, request, seeds, progress, cancel, on_output)
+        timings = {"model_load": round(time.perf_counter() - started, 4)}
+        outputs: list[EngineOutput] | None = None
+        with self._generate_lock:
+            if cancel.cancelled:
+                raise Cancelled(f"Generation {cancel.reason} before it started.")
+            try:
+                outputs = self._generate(request, seeds[0], batched_progress(
+                    progress, len(seeds)), cancel, timings, seeds)
+            except OutOfMemory as exc:
+                log.warning("A batch of %d images ran out of memory (%s); running them one "
+                            "by one", len(seeds), exc.message)
+        if outputs is None:  # outside the lock: generate takes it per image
+            outputs = one_by_one(self.generate, request, seeds, progress, cancel, on_output)
+            for output in outputs:
+                output.notes.append(f"the batch of {len(seeds)} ran out of memory, so the "
+                                    "images ran one by one")
+            return outputs
+        for index, output in enumerate(outputs):
+            _share(output, len(seeds))
+            if on_output is not None:
+                on_output(index, output)
+        return outputs
+
+
+def _share(output: EngineOutput, count: int) -> None:
+    for name in SHARED_TIMINGS:
+        if name in output.timings:
+            output.timings[name] = round(output.timings[name] / count, 4)
+    output.notes.append(f"batched: one of {count} images in one pipeline call (its timings "
+                        f"are 1/{count} of the batch's)")
+
+
+class _Monotonic:
+    """Forwards progress only when it moves forward (a batch retried one by one restarts)."""
+
+    def __init__(self, forward: ProgressCallback | None) -> None:
+        self.forward = forward
+        self.done = 0
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if self.forward is not None and event.done > self.done:
+            self.done = event.done
+            self.forward(event)
+
+
+__all__ = ["BatchMixin", "batches"]
