@@ -233,6 +233,11 @@ class GenerationResult(BaseModel):
         False, description="True when the catalogued image of an identical request was returned."
     )
     cached: bool = Field(False, description="True when a stock photo was already downloaded.")
+    prompt_tokens: int | None = Field(
+        None, description="CLIP tokens in the prompt as encoded (without BOS/EOS); prompts "
+        "over 75 are encoded in 75-token chunks, nothing is dropped.")
+    negative_prompt_tokens: int | None = Field(
+        None, description="CLIP tokens in the negative prompt as encoded (0 for none).")
     error_code: str | None = None
     retryable: bool | None = None
     # Pexels fields (stock results)
