@@ -203,3 +203,11 @@ async def test_mcp_results_report_token_counts_and_the_png_keeps_the_prompt(
     params = parse_infotext(Image.open(data["path"]).info["parameters"])
     assert (params["prompt"], params["negative_prompt"]) == (written, "blurry")
     assert bad.is_error and "'(lighthouse'" in bad.content[0].text
+
+
+def test_encoding_writes_nothing_to_stdout(
+    tiny_engine: SDXLEngine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # stdout is MCP's in stdio mode; compel prints in some paths we do not take.
+    encode_prompts(tiny_engine.base, tiny_engine.refiner, LONG_A + " (x:0.5)", "y BREAK z", 7.5)
+    assert capsys.readouterr().out == ""

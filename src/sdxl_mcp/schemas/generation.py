@@ -43,7 +43,10 @@ class GenerationRequest(BaseModel):
         json_schema_extra=_publish_null_means_default,
     )
 
-    prompt: Prompt = Field(description="What the image should show (1-500 characters).")
+    prompt: Prompt = Field(
+        description="What the image should show (1-500 characters, read whole: no 77-token "
+        "limit). A1111 syntax: (word:1.3), (word), [word], BREAK; \\( for a literal bracket."
+    )
     negative_prompt: NegativePrompt | None = Field(
         None, description="What the image should avoid (up to 500 characters)."
     )
