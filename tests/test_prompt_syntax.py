@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from sdxl_mcp.backend import EngineOutput
@@ -118,3 +120,16 @@ def test_the_request_and_the_infotext_keep_the_prompt_as_written() -> None:
                           base_model="m", refiner_model=None)
     params = infotext_params(request, output)
     assert (params.prompt, params.negative_prompt) == (written, "(blurry)")
+
+
+_TEXT = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00\\"),
+                max_size=200).filter(lambda t: "BREAK" not in t and "<lora:" not in t.lower())
+
+
+@settings(max_examples=200, deadline=None)
+@given(_TEXT)
+def test_property_escaped_text_is_read_literally(text: str) -> None:
+    escaped = "".join("\\" + ch if ch in "()[]" else ch for ch in text)
+    segments = parse_prompt(escaped)
+    assert len(segments) == 1 and all(f.weight == 1.0 for f in segments[0])
+    assert "".join("".join(f.text for f in segments[0]).split()) == "".join(text.split())

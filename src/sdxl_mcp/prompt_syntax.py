@@ -200,7 +200,10 @@ def _segments(entries: list[list[object] | None], source: str, field: str) -> li
 
 
 def _quote(text: str, cut_left: bool = False) -> str:
+    """``text`` on one line, quoted, at most about :data:`_QUOTE_LEN` characters once quoted."""
     text = " ".join(text.split())
-    if len(text) > _QUOTE_LEN:
-        text = "..." + text[-_QUOTE_LEN:] if cut_left else text[:_QUOTE_LEN] + "..."
-    return repr(text)
+    quoted = repr(text)
+    while len(quoted) > _QUOTE_LEN + 2:
+        text = text[1:] if cut_left else text[:-1]
+        quoted = repr("..." + text if cut_left else text + "...")
+    return quoted
