@@ -80,6 +80,9 @@ class EngineOutput:
     refiner_model: str | None
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: CLIP tokens of the prompts as encoded, without BOS/EOS (None: not counted).
+    prompt_tokens: int | None = None
+    negative_prompt_tokens: int | None = None
 
 
 class Backend(Protocol):

@@ -75,6 +75,8 @@ def generation_result(
         refiner_error=output.refiner_error,
         steps=StepCounts(base=output.steps_base, refiner=output.steps_refiner),
         timings=timings,
+        prompt_tokens=output.prompt_tokens,
+        negative_prompt_tokens=output.negative_prompt_tokens,
     )
 
 

@@ -360,7 +360,8 @@ def _visible(text: str) -> bool:
     return any(not ch.isspace() and unicodedata.category(ch) != "Cf" for ch in text)
 
 
-_TEXT_CHARS = st.characters(exclude_categories=["Cs"], exclude_characters="\x00")
+# No brackets: emphasis syntax has its own table and property (tests/test_prompt_syntax.py).
+_TEXT_CHARS = st.characters(exclude_categories=["Cs"], exclude_characters="\x00()[]")
 _prompts = st.text(_TEXT_CHARS, min_size=1, max_size=500).filter(
     lambda s: not s[0].isspace() and not s[-1].isspace() and _visible(s)
 )

@@ -1,4 +1,5 @@
-"""Device memory and the CUDA speed settings, shared by the engine and the benchmark.
+"""Device memory, the CUDA speed settings and the decoded-pixel check, shared by the
+engine and the benchmark.
 
 ``speed_up_unet`` is what the engine's preload applies and what
 ``sdxl-mcp bench --full-size`` measures, so the benchmark times exactly what the
@@ -28,6 +29,15 @@ def free_device_memory() -> None:
         torch.cuda.empty_cache()
     if torch.backends.mps.is_available():
         torch.mps.empty_cache()
+
+
+def bad_pixels(pixels: torch.Tensor) -> str | None:
+    """What is wrong with a VAE decode's pixels (NaN, all black), or None."""
+    if not torch.isfinite(pixels).all():
+        return "NaN/infinite pixels"
+    if float((pixels / 2 + 0.5).clamp(0, 1).max()) < 1 / 255:
+        return "an all-black image"
+    return None
 
 
 def speed_up_unet(unet: Any, *, channels_last: bool, fuse_qkv: bool, compile: bool) -> Any:

@@ -23,7 +23,8 @@ Guarantees:
   as AUTOMATIC1111's inpainting overlay does; grey mask pixels blend;
 * progress, cancel (raised from the step callback), the NaN/black decode check
   with its fp32 retry, and determinism (a CPU generator seeded with the seed)
-  are generation's.
+  are generation's; so are whole prompts (``engine.prompts``: long prompts,
+  emphasis, ``BREAK``) for both the edit and the refiner pass.
 
 Called by ``SDXLEngine.edit`` under the engine's lock.
 """
@@ -39,6 +40,7 @@ from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLInpaint
 from PIL import Image
 
 from sdxl_mcp.backend import CancelToken, EngineOutput, ProgressCallback
+from sdxl_mcp.engine.prompts import encode_prompts
 from sdxl_mcp.engine.schedules import StepReporter, sequential_refiner_schedule
 from sdxl_mcp.errors import Cancelled
 from sdxl_mcp.schemas import EditRequest
@@ -120,8 +122,6 @@ def run_edit(
     total = base_total + refiner_total
     generator = torch.Generator("cpu").manual_seed(seed)
     common: dict[str, Any] = {
-        "prompt": request.prompt,
-        "negative_prompt": request.negative_prompt,
         "guidance_scale": request.guidance_scale,
         "generator": generator,
         "output_type": "latent",
@@ -136,9 +136,11 @@ def run_edit(
 
     reporter = StepReporter("base", base_total, 0, total, on_progress, cancel)
     t0 = time.perf_counter()
+    prompts = engine._with_oom_retry("base", lambda: encode_prompts(
+        pipe, refiner, request.prompt, request.negative_prompt, request.guidance_scale))
     latents = engine._with_oom_retry(
         "base",
-        lambda: pipe(**common, **stage, callback_on_step_end=reporter).images,
+        lambda: pipe(**common, **prompts.base, **stage, callback_on_step_end=reporter).images,
         before_retry=lambda: setattr(reporter, "steps_run", 0),
     )
     engine._sync()
@@ -151,7 +153,7 @@ def run_edit(
         refine_reporter = StepReporter("refiner", refiner_total, reporter.steps_run, total,
                                        on_progress, cancel)
         t1 = time.perf_counter()
-        args = {**common, "strength": EDIT_REFINER_STRENGTH,
+        args = {**common, **prompts.refiner, "strength": EDIT_REFINER_STRENGTH,
                 "num_inference_steps": sequential_refiner_schedule(refiner_total,
                                                                    EDIT_REFINER_STRENGTH)}
         latents, refined, refiner_error = engine._refine(refiner, latents, refine_reporter, args)
@@ -178,4 +180,5 @@ def run_edit(
         refiner_model=engine.settings.refiner_model if refiner is not None else None,
         timings=timings,
         notes=notes,
+        **prompts.counts,
     )

@@ -33,6 +33,7 @@ from sdxl_mcp.backend import (
 from sdxl_mcp.engine.batch import BatchMixin
 from sdxl_mcp.engine.devices import (
     TORCH_DTYPES,
+    bad_pixels,
     free_device_memory,
     is_out_of_memory,
     speed_up_unet,
@@ -40,6 +41,7 @@ from sdxl_mcp.engine.devices import (
 from sdxl_mcp.engine.edit import EditPipelines, run_edit
 from sdxl_mcp.engine.loadplan import LoadPlan, plan_load, resolve_model
 from sdxl_mcp.engine.precision import PrecisionDecision
+from sdxl_mcp.engine.prompts import encode_prompts
 from sdxl_mcp.engine.quiet import quiet_libraries
 from sdxl_mcp.engine.schedules import StepReporter, sequential_refiner_schedule
 from sdxl_mcp.errors import (
@@ -262,8 +264,6 @@ class SDXLEngine(BatchMixin):
         # CPU generators give the same noise on every device; a batch has one per seed.
         generators = [torch.Generator("cpu").manual_seed(s) for s in seeds or [seed]]
         common: dict[str, Any] = {
-            "prompt": request.prompt,
-            "negative_prompt": request.negative_prompt,
             "guidance_scale": request.guidance_scale,
             "generator": generators if seeds else generators[0],
             "num_images_per_prompt": len(generators),
@@ -272,10 +272,13 @@ class SDXLEngine(BatchMixin):
 
         base_reporter = StepReporter("base", base_total, 0, total, on_progress, cancel)
         t0 = time.perf_counter()
+        prompts = self._with_oom_retry("base", lambda: encode_prompts(
+            base, refiner, request.prompt, request.negative_prompt, request.guidance_scale))
         latents = self._with_oom_retry(
             "base",
             lambda: base(
                 **common,
+                **prompts.base,
                 width=request.width,
                 height=request.height,
                 num_inference_steps=request.num_inference_steps,
@@ -303,7 +306,7 @@ class SDXLEngine(BatchMixin):
                       "strength": request.refiner_strength}
             )
             latents, refined, refiner_error = self._refine(
-                refiner, latents, reporter, {**common, **stage_args})
+                refiner, latents, reporter, {**common, **prompts.refiner, **stage_args})
             steps_refiner = reporter.steps_run if refined else 0
             self._sync()
             timings["refiner"] = round(time.perf_counter() - t1, 4)
@@ -325,6 +328,7 @@ class SDXLEngine(BatchMixin):
             refiner_model=self.settings.refiner_model if refiner is not None else None,
             timings=dict(timings),
             notes=list(notes),
+            **prompts.counts,
         ) for s, image in zip(seeds or [seed], images, strict=True)]
 
     def _refine(
@@ -430,7 +434,7 @@ class SDXLEngine(BatchMixin):
         )
         for attempt, fp32 in ((1, upcast), (2, True)):
             pixels = self._vae_decode(latents, fp32)
-            problem = _bad_pixels(pixels)
+            problem = bad_pixels(pixels)
             if problem is None:
                 return self.base.image_processor.postprocess(pixels, output_type="pil")[0]
             log.warning("VAE decode attempt %d produced %s", attempt, problem)
@@ -466,14 +470,6 @@ class SDXLEngine(BatchMixin):
         # CUDA kernels run asynchronously; synchronise so stage timings are real.
         if self._decision is not None and self._decision.device.startswith("cuda"):
             torch.cuda.synchronize()
-
-
-def _bad_pixels(pixels: torch.Tensor) -> str | None:
-    if not torch.isfinite(pixels).all():
-        return "NaN/infinite pixels"
-    if float((pixels / 2 + 0.5).clamp(0, 1).max()) < 1 / 255:
-        return "an all-black image"
-    return None
 
 
 def _first_line(exc: BaseException) -> str:

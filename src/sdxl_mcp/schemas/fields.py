@@ -19,6 +19,8 @@ from pydantic import (
     ValidationError,
 )
 
+from sdxl_mcp.prompt_syntax import check_prompt_syntax
+
 QualityPreset = Literal["high", "medium", "fast"]
 RefinerMode = Literal["ensemble", "sequential"]
 JobStatus = Literal["succeeded", "running", "failed", "cancelled"]
@@ -57,7 +59,8 @@ def _no_control_chars(value: str | None, field: str) -> str | None:
 
 def prompt_text(value: str | None, field: str) -> str | None:
     """A prompt field checked: no NUL; a prompt of only invisible characters is empty
-    (an error); a blank negative prompt means none."""
+    (an error); a blank negative prompt means none; A1111 syntax well-formed
+    (``sdxl_mcp.prompt_syntax``: balanced brackets, weights 0-2)."""
     value = _no_control_chars(value, field)
     if value is not None and value and _invisible(value):
         if field == "prompt":
@@ -65,6 +68,7 @@ def prompt_text(value: str | None, field: str) -> str | None:
         value = ""
     if field == "negative_prompt" and value == "":
         return None  # a blank negative prompt means none
+    check_prompt_syntax(value, field)  # A1111 emphasis and BREAK, read by the engine
     return value
 
 

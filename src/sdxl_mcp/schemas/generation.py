@@ -43,7 +43,10 @@ class GenerationRequest(BaseModel):
         json_schema_extra=_publish_null_means_default,
     )
 
-    prompt: Prompt = Field(description="What the image should show (1-500 characters).")
+    prompt: Prompt = Field(
+        description="What the image should show (1-500 characters, read whole: no 77-token "
+        "limit). A1111 syntax: (word:1.3), (word), [word], BREAK; \\( for a literal bracket."
+    )
     negative_prompt: NegativePrompt | None = Field(
         None, description="What the image should avoid (up to 500 characters)."
     )
@@ -233,6 +236,11 @@ class GenerationResult(BaseModel):
         False, description="True when the catalogued image of an identical request was returned."
     )
     cached: bool = Field(False, description="True when a stock photo was already downloaded.")
+    prompt_tokens: int | None = Field(
+        None, description="CLIP tokens in the prompt as encoded (without BOS/EOS); prompts "
+        "over 75 are encoded in 75-token chunks, nothing is dropped.")
+    negative_prompt_tokens: int | None = Field(
+        None, description="CLIP tokens in the negative prompt as encoded (0 for none).")
     error_code: str | None = None
     retryable: bool | None = None
     # Pexels fields (stock results)

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sdxl_mcp.prompt_syntax import check_prompt_syntax
 from sdxl_mcp.schemas.edit import ImageReference
 from sdxl_mcp.schemas.fields import (
     SEED_MAX,
@@ -146,6 +147,7 @@ class VaryRequest(BaseModel):
             if info.field_name == "prompt":
                 raise ValueError("prompt must not be empty (it has only invisible characters)")
             value = ""
+        check_prompt_syntax(value, info.field_name)
         return value
 
 
