@@ -5,9 +5,9 @@ compact (``toolschema``), so the arguments are flat (the model's fields at top
 level) and carry the model's bounds; its output schema is the output model's,
 names and types only, and a shape listed in full by one tool is listed briefly
 by the others (``brief``); the whole ``tools/list`` answer stays under
-``TOOLS_LIST_BUDGET``. Arguments are validated once, by that model, and a failure is an ``isError`` result of one sentence naming the
-field; every ``SdxlMcpError`` becomes an ``isError`` result with its message.
-Handlers reach the service only through the lifespan context.
+``TOOLS_LIST_BUDGET``. Arguments are validated once, by that model, and a
+failure is an ``isError`` result of one sentence naming the field; every
+``SdxlMcpError`` becomes an ``isError`` result with its message. Handlers reach the service only through the lifespan context.
 """
 
 from __future__ import annotations
