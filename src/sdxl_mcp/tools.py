@@ -7,7 +7,8 @@ names and types only, and a shape listed in full by one tool is listed briefly
 by the others (``brief``); the whole ``tools/list`` answer stays under
 ``TOOLS_LIST_BUDGET``. Arguments are validated once, by that model, and a
 failure is an ``isError`` result of one sentence naming the field; every
-``SdxlMcpError`` becomes an ``isError`` result with its message. Handlers reach the service only through the lifespan context.
+``SdxlMcpError`` becomes an ``isError`` result with its message. Handlers
+reach the service only through the lifespan context.
 """
 
 from __future__ import annotations
