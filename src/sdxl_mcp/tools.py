@@ -276,11 +276,10 @@ async def find_images(
 
 # ------------------------------------------------------------------ the table
 GENERATE_DESCRIPTION = (
-    "New image with SDXL (base + refiner), saved as PNG; use when find_images and "
-    "search_stock_image have nothing fitting. Draft first (quality 'fast' or 'draft'), "
-    "then rerun the chosen seed at full quality. Returns the Result (path, image_id, seed, "
-    "timings), a preview and a link; past the wait limit: status 'running' and a job_id "
-    "for get_generation."
+    "New SDXL image (base + refiner), saved as PNG, when find_images and "
+    "search_stock_image have nothing fitting. Draft first (quality 'fast' or 'draft'), then "
+    "rerun the chosen seed at full quality. Returns the Result, a preview and a link; past "
+    "the wait limit, status 'running' and a job_id for get_generation."
 )
 
 #: The Result as tools other than generate_image publish it: its full shape is in
@@ -315,8 +314,8 @@ def tool_specs(settings: Settings) -> list[ToolSpec]:
             name="get_generation",
             title="Follow a job",
             description=(
-                "Follow a job of generate_image, edit_image or vary_image: its status and "
-                "eta_s while running, its Result when done; waits up to wait_seconds."
+                "Follow a generate/edit/vary job: status and eta_s while running, the "
+                "Result when done."
             ),
             arguments=wait_arguments(settings.max_wait_s),
             output=GenerationResult,
@@ -351,8 +350,8 @@ def tool_specs(settings: Settings) -> list[ToolSpec]:
             name="gpu_status",
             title="GPU and engine status",
             description=(
-                "GPUs (memory, temperature, use), precision and why, engine state (loading, "
-                "ready, failed), queue. For slow or failing generations."
+                "GPUs (memory, temperature, use), precision, engine state (loading, ready, "
+                "failed), queue: for slow or failing generations."
             ),
             arguments=NoArguments,
             output=GpuStatus,
@@ -365,9 +364,9 @@ def tool_specs(settings: Settings) -> list[ToolSpec]:
             name="find_images",
             title="Find library images",
             description=(
-                "Search images this server already has (generated or downloaded), newest "
-                "first. Call first: reusing beats a new image. Hits carry the image_id that "
-                "edit_image, vary_image and export_image take."
+                "Images this server already has (generated or downloaded), newest first. "
+                "Call first: reuse beats a new image. Hits carry the image_id other tools "
+                "take."
             ),
             arguments=FindImagesRequest,
             output=FindImagesResult,
@@ -415,10 +414,11 @@ def _annotations(
     open_world: bool = False,
 ) -> ToolAnnotations:
     # No annotation title (the tool's title is listed already); the two hints whose
-    # protocol default is false are sent only when true, the others always.
+    # protocol default is false are sent only when true, the others always (but
+    # destructiveHint, which the protocol reads only for tools that write).
     return ToolAnnotations(
         read_only_hint=read_only or None,
-        destructive_hint=destructive,
+        destructive_hint=None if read_only else destructive,
         idempotent_hint=idempotent or None,
         open_world_hint=open_world,
     )

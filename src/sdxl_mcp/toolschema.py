@@ -11,7 +11,8 @@ the tests check:
   but a model has no reason to send it, so the schema does not spend words on it.
 * :func:`compact_output` also drops descriptions, every default and
   ``required`` (outputs always carry every field), inlines a ``$defs`` entry used once and keeps the
-  ones used more often as ``$ref``. Names and types stay, so a client that
+  ones used more often as ``$ref``, and lets an ``enum`` stand without the
+  ``type`` its values already say. Names and types stay, so a client that
   validates ``structuredContent`` accepts what it accepted before.
   ``brief`` names models (by their schema title) published with only some of
   their properties: the others are still allowed (no ``additionalProperties:
@@ -56,7 +57,20 @@ def compact_output(
     out = _trim(copy.deepcopy(schema), brief or {})
     out = _walk(out, drop={"title", "description", "default", "required"},
                 drop_null_default=True)
+    for node in _objects(out):
+        if "enum" in node and node.get("type") in ("string", ["string", "null"]):
+            del node["type"]
     return _inline_single_use_defs(out)
+
+
+def _objects(node: Any) -> Iterable[dict[str, Any]]:
+    if isinstance(node, list):
+        for item in node:
+            yield from _objects(item)
+    elif isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _objects(value)
 
 
 def tools_list_size(tools: Iterable[Any]) -> int:

@@ -26,7 +26,7 @@ class FindImagesRequest(BaseModel):
     )
     source: Literal["sdxl", "pexels"] | None = Field(None, description="Only this source.")
     limit: int = Field(10, ge=1, le=50)
-    offset: int = Field(0, ge=0, le=100_000, description="For paging.")
+    offset: int = Field(0, ge=0, le=100_000)
 
     @field_validator("limit", "offset", mode="before")
     @classmethod
