@@ -172,6 +172,6 @@ async def test_get_generation_of_a_running_job_reports_eta_s(
     body = running.structured_content
     assert body["status"] == "running" and isinstance(body["eta_s"], float)
     assert body["eta_s"] >= 0 and "s left" in body["message"]
-    assert "SDXL base 5/20" in body["message"]
+    assert "(SDXL base 5/20, " in body["message"] and " left; 5/20 steps)" in body["message"]
     assert done.structured_content["status"] == "succeeded"
     assert done.structured_content["eta_s"] is None

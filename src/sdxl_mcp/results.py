@@ -151,7 +151,7 @@ def running_result(
     done = ""
     if progress is not None:
         now = replace(progress, eta_s=eta_s)
-        done = f" ({now.message}; {progress.done}/{progress.total} steps in all)"
+        done = f" ({now.message}; {progress.done}/{progress.total} steps)"
     return GenerationResult(
         success=False,
         status="running",

@@ -144,7 +144,7 @@ class JobArguments(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     job_id: str = Field(
-        min_length=1, max_length=64, description="The job_id a generate_image call returned."
+        min_length=1, max_length=64, description="From generate_image, edit_image or vary_image."
     )
 
 
