@@ -49,6 +49,7 @@ def test_startup_reports_initialize_and_ready(tiny_models: tuple) -> None:
     assert 0 < report["initialize_median_s"] <= report["tools_listed_median_s"]
     assert report["tools_listed_median_s"] <= report["ready_median_s"]
     assert report["sdk_import_floor_median_s"] > 0
+    assert 0 < report["tools_list_chars"] < report["tools_list_budget_chars"]
 
 
 def test_full_size_code_path_runs_on_the_tiny_configs(tiny_models: tuple) -> None:

@@ -53,16 +53,16 @@ async def test_tools_are_listed_with_schemas_and_annotations(tiny_server: Any) -
     props = generate.input_schema["properties"]
     assert generate.input_schema["required"] == ["prompt"]
     assert props["prompt"]["maxLength"] == 500
-    width = props["width"]["anyOf"][0]  # null means "the default"
-    assert (width["minimum"], width["maximum"]) == (256, 2048)
-    assert 8 in (width.get("multipleOf"), props["width"].get("multipleOf"))
-    steps = props["num_inference_steps"]["anyOf"][0]
-    assert (steps["minimum"], steps["maximum"]) == (20, 100)
+    width = props["width"]
+    assert (width["minimum"], width["maximum"], width["multipleOf"]) == (256, 2048, 8)
+    assert width["default"] == 1024 and width["type"] == "integer"
+    steps = props["num_inference_steps"]  # null: the quality preset's
+    assert (steps["minimum"], steps["maximum"], steps["type"]) == (20, 100, ["integer", "null"])
     assert all(p.get("description") for p in props.values())
     assert "timings" in generate.output_schema["properties"]
     assert tools["gpu_status"].annotations.read_only_hint is True
     assert tools["get_generation"].annotations.read_only_hint is True
-    assert tools["generate_image"].annotations.read_only_hint is False
+    assert not tools["generate_image"].annotations.read_only_hint  # absent: false
     assert tools["generate_image"].annotations.destructive_hint is False
     assert tools["cancel_generation"].annotations.destructive_hint is True
     assert tools["search_stock_image"].annotations.open_world_hint is True

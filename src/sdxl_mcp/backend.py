@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from PIL import Image
 
 from sdxl_mcp.errors import ModelUnavailable, SdxlMcpError
+from sdxl_mcp.eta import eta_text
 from sdxl_mcp.schemas import EditRequest, EngineStateName, EngineStatus, GenerationRequest
 
 if TYPE_CHECKING:
@@ -30,18 +31,23 @@ Stage = Literal["base", "refiner"]
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """One finished denoising step; ``done``/``total`` run across both stages."""
+    """One finished denoising step; ``done``/``total`` run across both stages.
+
+    ``eta_s``: seconds left, filled in by the job queue (``eta``) once a few steps ran."""
 
     stage: Stage
     step: int
     stage_total: int
     done: int
     total: int
+    eta_s: float | None = None
 
     @property
     def message(self) -> str:
+        """``"SDXL base 12/40, about 9 s left"`` (no estimate yet: no tail)."""
         name = "SDXL base" if self.stage == "base" else "SDXL refiner"
-        return f"{name} step {self.step}/{self.stage_total}"
+        left = eta_text(self.eta_s)
+        return f"{name} {self.step}/{self.stage_total}" + (f", {left}" if left else "")
 
 
 ProgressCallback = Callable[[ProgressEvent], None]

@@ -11,7 +11,9 @@ Guarantees the service (and its tests) rely on:
   as ``GenerationTimeout``;
 * every job's state is recorded in the job table (queued, running, then the
   outcome), so a restart can tell a lost job from an unknown one;
-* finished jobs are kept in memory for JOB_RETENTION_S (at most MAX_JOBS).
+* finished jobs are kept in memory for JOB_RETENTION_S (at most MAX_JOBS);
+* every progress event a listener gets carries the job's estimate of the
+  seconds left (``eta``), and a running job's Result its ``eta_s``.
 
 Knows nothing of engines, storage or transports: the work of a job is a
 blocking ``execute(job, progress)`` callable run in a worker thread.
@@ -25,7 +27,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
@@ -43,6 +45,7 @@ from sdxl_mcp.errors import (
     NotFound,
     SdxlMcpError,
 )
+from sdxl_mcp.eta import EtaTracker
 from sdxl_mcp.jobtable import JobTable
 from sdxl_mcp.results import error_result, running_result
 from sdxl_mcp.schemas import EditRequest, GenerationRequest, GenerationResult
@@ -77,6 +80,7 @@ class Job:
     created: float = field(default_factory=time.monotonic)
     state: JobState = "queued"
     progress: ProgressEvent | None = None
+    eta: EtaTracker = field(default_factory=EtaTracker)
     result: GenerationResult | None = None
     cancel: CancelToken = field(default_factory=CancelToken)
     done: anyio.Event = field(default_factory=anyio.Event)
@@ -182,8 +186,10 @@ class JobQueue:
         return self.result_of(job)
 
     def result_of(self, job: Job) -> GenerationResult:
-        return job.result if job.result is not None else running_result(job.id, job.seed,
-                                                                        job.state, job.progress)
+        if job.result is not None:
+            return job.result
+        eta = job.eta.remaining(time.perf_counter()) if job.state == "running" else None
+        return running_result(job.id, job.seed, job.state, job.progress, eta)
 
     def cancel(self, job: Job, reason: str) -> None:
         """Stop a job: a running one within a denoising step, a queued one at once."""
@@ -299,6 +305,7 @@ class JobQueue:
         token = anyio.lowlevel.current_token()
 
         def progress(event: ProgressEvent) -> None:  # called in the worker thread
+            event = replace(event, eta_s=job.eta.observe(event, time.perf_counter()))
             job.progress = event
             if job.listeners:
                 anyio.from_thread.run_sync(_notify, job, event, token=token)

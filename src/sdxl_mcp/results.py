@@ -9,6 +9,7 @@ failed or cancelled job's Result.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Literal
 
 from sdxl_mcp.backend import EngineOutput, ProgressEvent
@@ -141,14 +142,23 @@ def library_image(record: CatalogRecord) -> LibraryImage:
 
 
 def running_result(
-    job_id: str, seed: int, state: str, progress: ProgressEvent | None
+    job_id: str, seed: int, state: str, progress: ProgressEvent | None,
+    eta_s: float | None = None,
 ) -> GenerationResult:
-    """A job handle: what a caller gets while the job is queued or running."""
-    done = f" ({progress.message}, {progress.done}/{progress.total} steps)" if progress else ""
+    """A job handle: what a caller gets while the job is queued or running.
+
+    ``eta_s``: the seconds left now (None while queued or before a few steps ran)."""
+    if eta_s is not None:
+        eta_s = round(eta_s, 1)
+    done = ""
+    if progress is not None:
+        now = replace(progress, eta_s=eta_s)
+        done = f" ({now.message}; {progress.done}/{progress.total} steps)"
     return GenerationResult(
         success=False,
         status="running",
         job_id=job_id,
+        eta_s=eta_s,
         seed=seed,
         message=f"Generation {state}{done}; call get_generation with this job_id "
         "to wait for the result.",

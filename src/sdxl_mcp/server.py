@@ -4,6 +4,9 @@ A thin layer: work is done by ``ImageService``, which the server's lifespan
 owns and hands to tools and resources through the lifespan context. Importing
 this module leaves torch unloaded (the engine imports it lazily).
 
+The server's instructions and its one MCP prompt, ``sdxl_prompt_guide``, are
+the texts of ``prompt_guide``.
+
 Resources (DESIGN.md "Resources"): ``image://{image_id}`` (the original file;
 an older ``image://<file name>`` link works too), ``image://{image_id}/view
 {?format,width,height,fit,quality}`` (a transform, cached) and
@@ -32,17 +35,16 @@ from sdxl_mcp.app import viewer_app, with_viewer
 from sdxl_mcp.errors import BadRequest, NotFound, SdxlMcpError
 from sdxl_mcp.library.transforms import Transform
 from sdxl_mcp.library.views import metadata_json, mime_type, served_image, view_transform
+from sdxl_mcp.prompt_guide import (
+    INSTRUCTIONS,
+    PROMPT_DESCRIPTION,
+    PROMPT_GUIDE,
+    PROMPT_NAME,
+    PROMPT_TITLE,
+)
 from sdxl_mcp.service import ImageService
 from sdxl_mcp.settings import Settings
 from sdxl_mcp.tools import IMAGE_URI_PREFIX, arguments_must_be_an_object, tool_specs
-
-INSTRUCTIONS = """\
-Images for your posts. `search_stock_image` finds free Pexels photos (with the
-attribution line to print). `generate_image` makes a new image with SDXL (base +
-refiner) and returns its absolute path, a small preview and a link to the full
-PNG; set `seed` to reproduce an image. If a generation takes longer than the
-server's wait limit you get `status: "running"` and a `job_id`: call
-`get_generation` with it. `gpu_status` tells whether the models are loaded."""
 
 
 def build_server(settings: Settings, service: ImageService | None = None) -> MCPServer:
@@ -94,7 +96,14 @@ def build_server(settings: Settings, service: ImageService | None = None) -> MCP
         "attribution, photographer, page URL and alt text.",
         mime_type="application/json",
     )(read_metadata)
+    server.prompt(name=PROMPT_NAME, title=PROMPT_TITLE,
+                  description=PROMPT_DESCRIPTION)(sdxl_prompt_guide)
     return server
+
+
+def sdxl_prompt_guide() -> str:
+    """The prompt guide (``prompt_guide.PROMPT_GUIDE``) as one user message."""
+    return PROMPT_GUIDE
 
 
 class ImageServer(MCPServer[ImageService]):

@@ -1,11 +1,14 @@
 """The MCP tools: one table of specs (arguments model, handler, output model, annotations).
 
-Guarantees: a tool's input schema is its arguments model's JSON Schema, so the
-arguments are flat (the model's fields at top level) and carry the model's
-bounds and its "null means the default" rule; arguments are validated once, by
-that model, and a failure is an ``isError`` result of one sentence naming the
-field; every ``SdxlMcpError`` becomes an ``isError`` result with its message.
-Handlers reach the service only through the lifespan context.
+Guarantees: a tool's input schema is its arguments model's JSON Schema made
+compact (``toolschema``), so the arguments are flat (the model's fields at top
+level) and carry the model's bounds; its output schema is the output model's,
+names and types only, and a shape listed in full by one tool is listed briefly
+by the others (``brief``); the whole ``tools/list`` answer stays under
+``TOOLS_LIST_BUDGET``. Arguments are validated once, by that model, and a
+failure is an ``isError`` result of one sentence naming the field; every
+``SdxlMcpError`` becomes an ``isError`` result with its message. Handlers
+reach the service only through the lifespan context.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from sdxl_mcp.settings import Settings
 from sdxl_mcp.tools_edit import EDIT_DESCRIPTION, edit_image
 from sdxl_mcp.tools_export import EXPORT_DESCRIPTION, export_image
 from sdxl_mcp.tools_vary import VARY_DESCRIPTION, vary_image
+from sdxl_mcp.toolschema import compact_input, compact_output
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +79,8 @@ class ToolSpec:
     output: type[BaseModel]
     handler: ToolHandler
     annotations: ToolAnnotations
+    #: Schema title -> the properties its output schema lists (a shape given in full elsewhere).
+    brief: Mapping[str, tuple[str, ...]] | None = None
 
     def tool(self) -> Tool:
         async def call(ctx: ToolContext, arguments: dict[str, Any]) -> CallToolResult | BaseModel:
@@ -87,15 +93,18 @@ class ToolSpec:
             except SdxlMcpError as exc:
                 return failure(exc)
 
-        parameters = self.arguments.model_json_schema()
+        parameters = compact_input(self.arguments.model_json_schema())
         parameters.pop("description", None)  # the model's docstring is for developers
+        # The SDK still validates structured output against the model itself.
+        output_schema = compact_output(self.output.model_json_schema(), self.brief)
         return Tool(
             fn=call,
             name=self.name,
             title=self.title,
             description=self.description,
             parameters=parameters,
-            fn_metadata=_RawArguments(arg_model=ArgModelBase, output_model=self.output),
+            fn_metadata=_RawArguments(arg_model=ArgModelBase, output_model=self.output,
+                                      output_schema=output_schema),
             is_async=True,
             context_kwarg="ctx",
             annotations=self.annotations,
@@ -135,7 +144,7 @@ class JobArguments(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     job_id: str = Field(
-        min_length=1, max_length=64, description="The job_id a generate_image call returned."
+        min_length=1, max_length=64, description="From generate_image, edit_image or vary_image."
     )
 
 
@@ -266,135 +275,151 @@ async def find_images(
 
 
 # ------------------------------------------------------------------ the table
+GENERATE_DESCRIPTION = (
+    "New SDXL image (base + refiner), saved as PNG, when find_images and "
+    "search_stock_image have nothing fitting. Draft first (quality 'fast' or 'draft'), then "
+    "rerun the chosen seed at full quality. Returns the Result, a preview and a link; past "
+    "the wait limit, status 'running' and a job_id for get_generation."
+)
+
+#: The Result as tools other than generate_image publish it: its full shape is in
+#: generate_image's output schema; every other field still comes (and validates).
+_JOB = ("success", "status", "message", "job_id", "error_code")
+BRIEF_RESULT: Mapping[str, tuple[str, ...]] = {
+    "GenerationResult": (*_JOB, "eta_s", "image_id", "path", "seed")}
+BRIEF_CANCEL: Mapping[str, tuple[str, ...]] = {"GenerationResult": _JOB}
+BRIEF_VARY: Mapping[str, tuple[str, ...]] = {
+    "GenerationResult": ("status", "message", "image_id", "path", "seed")}
+#: generate_image lists the whole Result but the fields only an edit fills.
+FULL_RESULT: Mapping[str, tuple[str, ...]] = {"GenerationResult": tuple(
+    name for name in GenerationResult.model_fields
+    if name not in ("source_image_id", "mask_image_id"))}
+
+
 def tool_specs(settings: Settings) -> list[ToolSpec]:
     """Every tool of the contract (DESIGN.md "MCP tools"), in the order they are listed."""
     return [
         ToolSpec(
             name="generate_image",
-            title="Generate an image (SDXL base + refiner)",
-            description=(
-                "Generate a new image with Stable Diffusion XL (base model, then refiner) and "
-                "save it as a PNG. Returns the absolute path, seed, timings, a small preview "
-                "and a link to the full image. If it takes longer than the server's wait "
-                "limit, returns status 'running' with a job_id for get_generation. "
-                "use_pexels=true tries a free stock photo first."
-            ),
+            title="Generate an image",
+            description=GENERATE_DESCRIPTION,
             arguments=GenerationRequest,
             output=GenerationResult,
             handler=generate_image,
-            annotations=ToolAnnotations(
-                title="Generate an image",
-                read_only_hint=False,
-                destructive_hint=False,  # new files only; nothing is overwritten
-                idempotent_hint=False,
-                open_world_hint=True,  # use_pexels reaches the Pexels API
-            ),
+            brief=FULL_RESULT,
+            # New files only, nothing overwritten; use_pexels reaches the Pexels API.
+            annotations=_annotations(open_world=True),
         ),
         ToolSpec(
             name="get_generation",
-            title="Follow a generation job",
-            description="Status or result of a generation job; optionally wait for it to finish.",
+            title="Follow a job",
+            description=(
+                "Follow a generate/edit/vary job: status and eta_s while running, the "
+                "Result when done."
+            ),
             arguments=wait_arguments(settings.max_wait_s),
             output=GenerationResult,
             handler=get_generation,
-            annotations=_annotations("Follow a generation job", read_only=True, idempotent=True),
+            brief=BRIEF_RESULT,
+            annotations=_annotations(read_only=True, idempotent=True),
         ),
         ToolSpec(
             name="cancel_generation",
-            title="Cancel a generation job",
-            description="Stop a queued or running generation; the slot frees within one step.",
+            title="Cancel a job",
+            description="Stop a queued or running job; its slot frees within one step.",
             arguments=JobArguments,
             output=GenerationResult,
             handler=cancel_generation,
-            annotations=_annotations(
-                "Cancel a generation job", destructive=True, idempotent=True
-            ),
+            brief=BRIEF_CANCEL,
+            annotations=_annotations(destructive=True, idempotent=True),
         ),
         ToolSpec(
             name="search_stock_image",
-            title="Search free Pexels stock photos",
+            title="Search Pexels photos",
             description=(
-                "Search Pexels for free stock photos. Returns photos with photographer, page "
-                "URL and image URLs, and (download=true) saves the best match locally and "
-                "returns its path and the attribution text to print with it."
+                "Free Pexels photos: try before generating, for real scenes and people. "
+                "download=true saves the best match (path, image_id). Print its attribution "
+                "line with the photo."
             ),
             arguments=StockSearchRequest,
             output=StockSearchResult,
             handler=search_stock_image,
-            annotations=_annotations(
-                "Search stock photos", idempotent=True, open_world=True
-            ),
+            annotations=_annotations(idempotent=True, open_world=True),
         ),
         ToolSpec(
             name="gpu_status",
             title="GPU and engine status",
             description=(
-                "CUDA availability, GPUs (memory, temperature, power, utilisation), the "
-                "precision decision and its reason, engine state, queue and last generation "
-                "time."
+                "GPUs (memory, temperature, use), precision, engine state (loading, ready, "
+                "failed), queue: for slow or failing generations."
             ),
             arguments=NoArguments,
             output=GpuStatus,
             handler=gpu_status,
-            annotations=_annotations("GPU and engine status", read_only=True, idempotent=True),
+            brief={"EngineStatus": (
+                "state", "error", "device", "dtype", "load_time_s")},
+            annotations=_annotations(read_only=True, idempotent=True),
         ),
         ToolSpec(
             name="find_images",
-            title="Find images in the library",
+            title="Find library images",
             description=(
-                "Search the images this server already made or downloaded (prompt, alt text, "
-                "photographer), newest first without a query. Check here before generating: "
-                "each hit has an image_id that other tools take."
+                "Images this server already has (generated or downloaded), newest first. "
+                "Call first: reuse beats a new image. Hits carry the image_id other tools "
+                "take."
             ),
             arguments=FindImagesRequest,
             output=FindImagesResult,
             handler=find_images,
-            annotations=_annotations("Find images", read_only=True, idempotent=True),
+            annotations=_annotations(read_only=True, idempotent=True),
         ),
         ToolSpec(
             name="export_image",
-            title="Export an image for the web",
+            title="Export for the web",
             description=EXPORT_DESCRIPTION,
             arguments=ExportRequest,
             output=ExportResult,
             handler=export_image,
             # Writes one file under exports/, replacing only the identical export.
-            annotations=_annotations("Export an image", idempotent=True),
+            annotations=_annotations(idempotent=True),
         ),
         ToolSpec(
             name="edit_image",
-            title="Edit an image (image-to-image or inpainting)",
+            title="Edit an image",
             description=EDIT_DESCRIPTION,
             arguments=EditRequest,
             output=GenerationResult,
             handler=edit_image,
-            annotations=_annotations("Edit an image"),  # a new file; the source is kept
+            brief=BRIEF_RESULT,
+            annotations=_annotations(),  # a new file; the source is kept
         ),
         ToolSpec(
             name="vary_image",
-            title="Variations of a generated image (new seeds, optional changes)",
+            title="Vary an image",
             description=VARY_DESCRIPTION,
             arguments=VaryRequest,
             output=VariationsResult,
             handler=vary_image,
-            annotations=_annotations("Vary an image"),  # new files; the source is kept
+            brief=BRIEF_VARY,
+            annotations=_annotations(),  # new files; the source is kept
         ),
     ]
 
 
 def _annotations(
-    title: str,
     *,
     read_only: bool = False,
     destructive: bool = False,
     idempotent: bool = False,
     open_world: bool = False,
 ) -> ToolAnnotations:
+    # No annotation title (the tool's title is listed already); the two hints whose
+    # protocol default is false are sent only when true, the others always (but
+    # destructiveHint, which the protocol reads only for tools that write).
     return ToolAnnotations(
-        title=title,
-        read_only_hint=read_only,
-        destructive_hint=destructive,
-        idempotent_hint=idempotent,
+        read_only_hint=read_only or None,
+        destructive_hint=None if read_only else destructive,
+        idempotent_hint=idempotent or None,
         open_world_hint=open_world,
     )
 

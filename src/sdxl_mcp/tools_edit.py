@@ -17,11 +17,9 @@ from sdxl_mcp.schemas import EditRequest
 from sdxl_mcp.service import ImageService
 
 EDIT_DESCRIPTION = (
-    "Change an existing image (image_id from a Result or find_images; stock photos too) "
-    "with SDXL: without a mask, image-to-image (strength 0.05 keeps almost all, 1.0 "
-    "repaints); with a mask (white = repaint, black = keep), inpainting. The output keeps "
-    "the source's size (rounded to a multiple of 8) and is saved as a new image; returns "
-    "the same Result as generate_image plus source_image_id and mask_image_id."
+    "Change an image (generated or stock): no mask = image-to-image; a mask = inpaint "
+    "its white part. Saved as a new image of the source's size; returns generate_image's "
+    "Result plus source_image_id."
 )
 
 

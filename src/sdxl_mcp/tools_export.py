@@ -15,10 +15,9 @@ from sdxl_mcp.schemas import ExportRequest
 from sdxl_mcp.service import ImageService
 
 EXPORT_DESCRIPTION = (
-    "Save a web-ready copy of an image (image_id from a Result or find_images): resized "
-    "to a preset (og 1200x630, hero, square, thumbnail, original) or width/height, as "
-    "WebP, JPEG or PNG, optionally under max_bytes. Returns the path, size, alt text, "
-    "ready <img> HTML and Markdown, and the Pexels credit for stock photos."
+    "Last step for a post: a web-ready copy of an image (preset or width/height, WebP, "
+    "JPEG or PNG, optionally under max_bytes). Returns path, alt, <img> HTML, Markdown "
+    "and, for stock photos, the attribution to print."
 )
 
 

@@ -19,12 +19,9 @@ from sdxl_mcp.schemas import VariationsResult, VaryRequest
 from sdxl_mcp.service import ImageService
 
 VARY_DESCRIPTION = (
-    "Make 1-4 variations of an image this server generated (image_id from a Result or "
-    "find_images): its catalogued request re-run with new seeds (seed, seed+1, ... or random) "
-    "and any changes among the Request fields (prompt, negative_prompt, guidance_scale, "
-    "num_inference_steps, aspect_ratio, quality, width, height, use_refinement, refiner "
-    "fields). One job; each variation is saved as a new image with its own seed. Returns "
-    "{status, job_id, results: [Result, ...]}. Stock photos: use edit_image."
+    "1-4 variations of a generated image: its request rerun with new seeds. Other "
+    "arguments are generate_image's and override the source's (null keeps it). One job; "
+    "returns {status, job_id, results: [Result...]}. Stock photos: edit_image."
 )
 
 

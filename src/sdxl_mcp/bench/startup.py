@@ -1,5 +1,9 @@
 """``--startup``: spawn ``sdxl-mcp serve``; seconds to initialize, tools listed, models ready.
 
+It also reports what the tool definitions cost an agent: the characters of
+JSON of the ``tools/list`` answer (``toolschema.tools_list_size``) and the
+budget DESIGN.md sets for it.
+
 Each run also times the floor no MCP server in Python can beat on this machine:
 a fresh interpreter importing the MCP SDK's server and exiting.
 """
@@ -20,6 +24,7 @@ from tqdm import tqdm
 
 from sdxl_mcp.bench.report import spread_row
 from sdxl_mcp.bench.workload import server_env, server_params
+from sdxl_mcp.toolschema import TOOLS_LIST_BUDGET, tools_list_size
 
 
 async def startup(runs: int) -> dict[str, Any]:
@@ -31,6 +36,7 @@ async def startup(runs: int) -> dict[str, Any]:
     listed_times: list[float] = []
     ready_times: list[float] = []
     floor_times: list[float] = []
+    tools_chars = 0
     env = server_env(tmp / "out", tmp / "logs", SDXL_MCP_PRELOAD="true")
     with tqdm(total=runs, desc="startup", file=sys.stderr, unit="run") as bar:
         for _ in range(runs):
@@ -38,8 +44,9 @@ async def startup(runs: int) -> dict[str, Any]:
             started = time.perf_counter()
             async with Client(server_params(env), read_timeout_seconds=600) as client:
                 init_times.append(time.perf_counter() - started)
-                await client.list_tools()
+                tools = (await client.list_tools()).tools
                 listed_times.append(time.perf_counter() - started)
+                tools_chars = tools_list_size(tools)
                 while True:
                     status = await client.call_tool("gpu_status", {})
                     state = (status.structured_content or {}).get("engine", {}).get("state")
@@ -64,12 +71,16 @@ async def startup(runs: int) -> dict[str, Any]:
         "ready_median_s": round(statistics.median(ready_times), 4),
         "sdk_import_floor_median_s": round(statistics.median(floor_times), 4),
         "target_initialize_s": 1.0,
+        "tools_list_chars": tools_chars,
+        "tools_list_budget_chars": TOOLS_LIST_BUDGET,
         "table": [
             row("floor: python + MCP SDK import", floor_times),
             row("initialize answered", init_times),
             row("tools listed", listed_times),
             row("models ready (PRELOAD)", ready_times),
         ],
+        "tables": {"tool definitions (tools/list, characters of JSON)": [
+            {"measure": "tools/list", "chars": tools_chars, "budget": TOOLS_LIST_BUDGET}]},
     }
 
 

@@ -49,29 +49,27 @@ class EditRequest(BaseModel):
     )
 
     image: ImageReference = Field(
-        description="The source: an image_id, an image:// URI, or an absolute path the "
-        "server allows (stock photos too)."
+        description="image_id, image:// URI or allowed path (stock photos too)."
     )
-    prompt: Prompt = Field(description="What the edited image should show (1-500 characters).")
+    prompt: Prompt = Field(description="What the result should show.")
     mask: ImageReference | None = Field(
-        None, description="Inpainting mask (same reference forms): white = repaint, black = "
-        "keep; null edits the whole image (image-to-image).",
+        None, description="Inpainting mask like image: white = repaint, black = keep.",
     )
     strength: float = Field(
         0.6, ge=MIN_STRENGTH, le=MAX_STRENGTH,
-        description="How much to change: 0.05 barely, 1.0 repaints from noise.",
+        description="0.05 barely changes, 1.0 repaints.",
     )
     negative_prompt: NegativePrompt | None = Field(
-        None, description="What the image should avoid (up to 500 characters)."
+        None, description="What to avoid."
     )
     seed: int | None = Field(
-        None, ge=0, le=SEED_MAX, description="Random seed; null picks one (it is returned)."
+        None, ge=0, le=SEED_MAX, description="Null: random (returned)."
     )
     num_inference_steps: int = Field(
-        30, ge=1, le=100, description="Schedule length; about strength x this many run."
+        30, ge=1, le=100, description="Schedule; about strength x this many run."
     )
     guidance_scale: float = Field(7.5, ge=1.0, le=20.0, description="Prompt adherence (CFG).")
-    use_refinement: bool = Field(True, description="Run the SDXL refiner after the edit.")
+    use_refinement: bool = Field(True, description="Refine after the edit.")
 
     @model_validator(mode="before")
     @classmethod

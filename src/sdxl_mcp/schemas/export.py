@@ -54,30 +54,30 @@ class ExportRequest(BaseModel):
 
     image: Annotated[
         str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4096), _NO_NUL
-    ] = Field(description="An image_id, an image:// URI, or an absolute path the server allows.")
+    ] = Field(description="image_id, image:// URI or allowed path.")
     preset: ExportPreset = Field(
         "og", description="og 1200x630, hero 1600x900, square 1080x1080, thumbnail 400x400, "
         "original (same size)."
     )
     width: int | None = Field(
         None, ge=MIN_SIDE, le=MAX_SIDE,
-        description="Width in px instead of the preset's; alone, the height keeps the aspect.",
+        description="Instead of the preset's; alone, keeps the aspect.",
     )
     height: int | None = Field(
         None, ge=MIN_SIDE, le=MAX_SIDE,
-        description="Height in px instead of the preset's; alone, the width keeps the aspect.",
+        description="Instead of the preset's; alone, keeps the aspect.",
     )
     fit: Literal["cover", "contain"] = Field(
-        "cover", description="cover: crop to exactly the size; contain: fit inside it."
+        "cover", description="cover: crop to the size; contain: fit inside."
     )
-    format: ExportFormat = Field("webp", description="The file format.")
-    quality: int = Field(85, ge=1, le=100, description="Encoder quality (webp, jpeg).")
+    format: ExportFormat = "webp"
+    quality: int = Field(85, ge=1, le=100, description="webp/jpeg quality.")
     max_bytes: int | None = Field(
         None, ge=MIN_BYTES, le=MAX_BYTES,
-        description="Largest file size; the quality is lowered until the file fits.",
+        description="Lower the quality until the file fits.",
     )
     alt: AltText | None = Field(
-        None, description="Alt text; default: the Pexels alt or the prompt without style tags."
+        None, description="Default: the Pexels alt or the prompt less style tags."
     )
 
     @model_validator(mode="before")

@@ -114,7 +114,9 @@ def _publish_null_means_default(schema: dict[str, Any], model: type[Any]) -> Non
         if not _allows_null(prop):
             outer = {k: prop.pop(k) for k in ("default", "description", "title") if k in prop}
             properties[name] = prop = {"anyOf": [prop, {"type": "null"}], **outer}
-        if name in _PRESET_FIELDS and prop.get("default") is not None:
+        # Only a model with a quality preset has a preset to defer to.
+        if (name in _PRESET_FIELDS and "quality" in model.model_fields
+                and prop.get("default") is not None):
             default = prop.pop("default")
             prop["description"] = (f"{prop.get('description', '')} Default {json.dumps(default)} "
                                    "(or the quality preset's).").strip()

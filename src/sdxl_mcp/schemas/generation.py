@@ -44,65 +44,48 @@ class GenerationRequest(BaseModel):
     )
 
     prompt: Prompt = Field(
-        description="What the image should show (1-500 characters, read whole: no 77-token "
-        "limit). A1111 syntax: (word:1.3), (word), [word], BREAK; \\( for a literal bracket."
+        description="Subject first, then style and lighting; read whole (no 77-token "
+        "cut). A1111 (word:1.3), [word], BREAK; \\( for a literal bracket."
     )
     negative_prompt: NegativePrompt | None = Field(
-        None, description="What the image should avoid (up to 500 characters)."
+        None, description="What to avoid, e.g. 'blurry, text, watermark'."
     )
-    use_pexels: bool = Field(False, description="Try a free Pexels stock photo first.")
-    use_generation: bool = Field(
-        True, description="Generate with SDXL when no stock photo was used."
-    )
-    use_refinement: bool = Field(True, description="Run the SDXL refiner stage.")
-    high_quality: bool = Field(
-        True,
-        description="Decode in fp32 (VAE upcast); false lets a fp16-safe VAE decode "
-        "in the engine's precision.",
-    )
+    use_pexels: bool = Field(False, description="Try a Pexels stock photo first.")
+    use_generation: bool = Field(True, description="Generate if no stock photo was used.")
+    use_refinement: bool = Field(True, description="Run the refiner stage.")
+    high_quality: bool = Field(True, description="Decode in fp32 (false: faster fp16).")
     quality: QualityPreset | None = Field(
         None,
         description="Preset: high = refine, 50 steps, cfg 8.0; medium = refine, 30, 7.5; "
         "fast = no refiner, 20, 7.5. Fields given explicitly override the preset.",
     )
-    num_inference_steps: int = Field(50, ge=20, le=100, description="Base schedule length.")
+    num_inference_steps: int = Field(50, ge=20, le=100, description="Denoising steps.")
     guidance_scale: float = Field(8.0, ge=1.0, le=20.0, description="Prompt adherence (CFG).")
     width: int = Field(
-        1024, ge=256, le=2048, json_schema_extra={"multipleOf": 8},
-        description="Width in pixels, multiple of 8.",
+        1024, ge=256, le=2048, json_schema_extra={"multipleOf": 8}, description="Pixels."
     )
     height: int = Field(
-        1024, ge=256, le=2048, json_schema_extra={"multipleOf": 8},
-        description="Height in pixels, multiple of 8.",
+        1024, ge=256, le=2048, json_schema_extra={"multipleOf": 8}, description="Pixels."
     )
     seed: int | None = Field(
-        None, ge=0, le=SEED_MAX, description="Random seed; null picks one (it is returned)."
+        None, ge=0, le=SEED_MAX, description="Null: random (returned); same seed, same image."
     )
     refiner_mode: RefinerMode = Field(
-        "ensemble",
-        description="ensemble: base stops at high_noise_frac and the refiner finishes the "
-        "schedule; sequential: base runs fully, then refiner img2img.",
+        "ensemble", description="ensemble: refiner ends base's schedule; sequential: img2img."
     )
     high_noise_frac: float = Field(
-        0.8, ge=0.5, le=0.95, description="Ensemble mode: fraction of the schedule run by base."
+        0.8, ge=0.5, le=0.95, description="Ensemble: base's share of the steps."
     )
-    refiner_steps: int = Field(
-        30, ge=1, le=100, description="Sequential mode: refiner steps actually run."
-    )
+    refiner_steps: int = Field(30, ge=1, le=100, description="Sequential: refiner steps.")
     refiner_strength: float = Field(
-        0.3, ge=0.05, le=1.0, description="Sequential mode: img2img strength of the refiner."
+        0.3, ge=0.05, le=1.0, description="Sequential: refiner strength."
     )
     aspect_ratio: AspectRatio | None = Field(
         None,
-        description="An SDXL size instead of width/height (not with them): 1:1 1024x1024, "
-        "16:9 1344x768, "
-        "9:16 768x1344, 4:3 1152x896, 3:4 896x1152, 3:2 1216x832, 2:3 832x1216, "
-        "21:9 1536x640, 1.91:1 1344x704 (social cards).",
+        description="An SDXL size instead of width/height; 1.91:1 is a social card.",
     )
     reuse: bool = Field(
-        True,
-        description="With an explicit seed, return the catalogued image of an identical "
-        "request at once (reused=true); false always generates.",
+        True, description="With a seed: return the identical earlier image; false regenerates."
     )
 
     @field_validator("aspect_ratio", mode="before")
@@ -176,10 +159,8 @@ class GenerationRequest(BaseModel):
 class RestGenerationRequest(GenerationRequest):
     """The source guide's REST body: stock first, generation opt-in."""
 
-    use_pexels: bool = Field(True, description="Try a free Pexels stock photo first.")
-    use_generation: bool = Field(
-        False, description="Generate with SDXL when no stock photo was used."
-    )
+    use_pexels: bool = Field(True, description="Try a Pexels stock photo first.")
+    use_generation: bool = Field(False, description="Generate if no stock photo was used.")
 
 
 class ImageInfo(BaseModel):
@@ -219,6 +200,8 @@ class GenerationResult(BaseModel):
     status: JobStatus
     message: str
     job_id: str | None = None
+    #: A running job: seconds of denoising left, estimated once a few steps ran (``eta``).
+    eta_s: float | None = None
     image_url: str | None = None
     image: ImageInfo | None = None
     generation_time: float = 0.0

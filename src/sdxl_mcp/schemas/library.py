@@ -22,12 +22,11 @@ class FindImagesRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     query: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = (
-        Field(None, description="Words to search prompts, alt text and photographers for; "
-              "null lists the newest first.")
+        Field(None, description="Words in prompts, alt text, photographers; null: newest.")
     )
     source: Literal["sdxl", "pexels"] | None = Field(None, description="Only this source.")
-    limit: int = Field(10, ge=1, le=50, description="Images per page (1-50).")
-    offset: int = Field(0, ge=0, le=100_000, description="Images to skip (paging).")
+    limit: int = Field(10, ge=1, le=50)
+    offset: int = Field(0, ge=0, le=100_000)
 
     @field_validator("limit", "offset", mode="before")
     @classmethod

@@ -26,17 +26,17 @@ class StockSearchRequest(BaseModel):
 
     query: Annotated[
         str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
-    ] = Field(description="What to search for, e.g. 'team meeting in a bright office'.")
-    orientation: Orientation | None = Field(None, description="landscape, portrait or square.")
+    ] = Field(description="e.g. 'team meeting in a bright office'.")
+    orientation: Orientation | None = None
     size: PhotoSize | None = Field(
-        None, description="Minimum photo size: large (24 MP), medium (12 MP) or small (4 MP)."
+        None, description="Minimum: large 24 MP, medium 12 MP, small 4 MP."
     )
     color: Annotated[str, StringConstraints(pattern=r"^(#?[0-9a-fA-F]{6}|[a-z]{3,10})$")] | None = (
-        Field(None, description="A color name (red, blue, ...) or a hex code like #ffffff.")
+        Field(None, description="A color name or hex code like #ffffff.")
     )
-    per_page: int = Field(5, ge=1, le=80, description="Results per page (1-80).")
-    page: int = Field(1, ge=1, le=1000, description="Page number (from 1).")
-    download: bool = Field(True, description="Save the best match locally and return its path.")
+    per_page: int = Field(5, ge=1, le=80)
+    page: int = Field(1, ge=1, le=1000)
+    download: bool = Field(True, description="Save the best match and return its path.")
 
     @field_validator("query")
     @classmethod

@@ -49,41 +49,29 @@ class VaryRequest(BaseModel):
     )
 
     image: ImageReference = Field(
-        description="A generated image: an image_id, an image:// URI, or a path of an image "
-        "this server generated (stock photos: use edit_image)."
+        description="A generated image: image_id, image:// URI or path."
     )
-    count: int = Field(1, ge=1, le=MAX_VARIATIONS, description="How many variations (1-4).")
+    count: int = Field(1, ge=1, le=MAX_VARIATIONS, description="How many images.")
     seed: int | None = Field(
         None, ge=0, le=SEED_MAX,
-        description="First seed: the variations use seed, seed+1, ...; null picks random ones.",
+        description="First seed (then seed+1, ...); null: random.",
     )
     # The overrides: the Request's fields, optional (the source's value when null).
+    # Their meaning is generate_image's; the tool description says so once.
     prompt: Prompt | None = Field(None, description=f"A new prompt; {_KEEP}")
-    negative_prompt: NegativePrompt | None = Field(
-        None, description=f"A new negative prompt; {_KEEP}")
-    use_refinement: bool | None = Field(None, description=f"Run the refiner; {_KEEP}")
-    high_quality: bool | None = Field(None, description=f"Decode in fp32; {_KEEP}")
-    quality: QualityPreset | None = Field(
-        None, description=f"A quality preset (fields given here win); {_KEEP}")
-    num_inference_steps: int | None = Field(
-        None, ge=20, le=100, description=f"Base schedule length; {_KEEP}")
-    guidance_scale: float | None = Field(
-        None, ge=1.0, le=20.0, description=f"Prompt adherence (CFG); {_KEEP}")
-    width: int | None = Field(
-        None, ge=256, le=2048, json_schema_extra={"multipleOf": 8},
-        description=f"Width in pixels, multiple of 8; {_KEEP}")
-    height: int | None = Field(
-        None, ge=256, le=2048, json_schema_extra={"multipleOf": 8},
-        description=f"Height in pixels, multiple of 8; {_KEEP}")
-    aspect_ratio: AspectRatio | None = Field(
-        None, description=f"An SDXL size instead of width/height (not with them); {_KEEP}")
-    refiner_mode: RefinerMode | None = Field(None, description=f"ensemble or sequential; {_KEEP}")
-    high_noise_frac: float | None = Field(
-        None, ge=0.5, le=0.95, description=f"Ensemble: base's fraction; {_KEEP}")
-    refiner_steps: int | None = Field(
-        None, ge=1, le=100, description=f"Sequential: refiner steps; {_KEEP}")
-    refiner_strength: float | None = Field(
-        None, ge=0.05, le=1.0, description=f"Sequential: refiner strength; {_KEEP}")
+    negative_prompt: NegativePrompt | None = None
+    use_refinement: bool | None = None
+    high_quality: bool | None = None
+    quality: QualityPreset | None = Field(None, description="A preset; fields given here win.")
+    num_inference_steps: int | None = Field(None, ge=20, le=100)
+    guidance_scale: float | None = Field(None, ge=1.0, le=20.0)
+    width: int | None = Field(None, ge=256, le=2048, json_schema_extra={"multipleOf": 8})
+    height: int | None = Field(None, ge=256, le=2048, json_schema_extra={"multipleOf": 8})
+    aspect_ratio: AspectRatio | None = Field(None, description="Not with width/height.")
+    refiner_mode: RefinerMode | None = None
+    high_noise_frac: float | None = Field(None, ge=0.5, le=0.95)
+    refiner_steps: int | None = Field(None, ge=1, le=100)
+    refiner_strength: float | None = Field(None, ge=0.05, le=1.0)
 
     def overrides(self) -> dict[str, Any]:
         """The Request fields given (not null), as JSON values."""

@@ -1,0 +1,198 @@
+"""Compact JSON Schemas for tool definitions: what an agent pays for in every conversation.
+
+Pure functions on JSON Schema dicts (no MCP, no pydantic models). Guarantees
+the tests check:
+
+* :func:`compact_input` keeps every name, type, bound, enum, default other than
+  null, and description; it drops pydantic's titles and ``default: null``, and
+  writes "X or null" as one ``type: [X, "null"]`` (with ``null`` added to an
+  enum) instead of an ``anyOf`` pair. A field with a published default other
+  than null is listed as plain X: null still means that default to the server,
+  but a model has no reason to send it, so the schema does not spend words on it.
+* :func:`compact_output` also drops descriptions, every default and
+  ``required`` (outputs always carry every field), inlines a ``$defs`` entry used once and keeps the
+  ones used more often as ``$ref``, and lets an ``enum`` stand without the
+  ``type`` its values already say. Names and types stay, so a client that
+  validates ``structuredContent`` accepts what it accepted before.
+  ``brief`` names models (by their schema title) published with only some of
+  their properties: the others are still allowed (no ``additionalProperties:
+  false``), so the same objects validate; it is how a shape already listed in
+  full by another tool is not repeated.
+* :func:`tools_list_size` is the budget's measure: characters of
+  ``json.dumps`` of the ``tools/list`` answer, as the issue defines it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any
+
+#: DESIGN.md "MCP tools": the whole tools/list answer stays under this many characters.
+TOOLS_LIST_BUDGET = 20_000
+
+_DEFS = "$defs"
+_REF_PREFIX = "#/$defs/"
+
+
+#: Patterns that tell a model nothing (the server rejects NUL with a clearer sentence).
+_SILENT_PATTERNS = frozenset({r"^[^\x00]*$"})
+
+
+def compact_input(schema: dict[str, Any]) -> dict[str, Any]:
+    """An input schema without titles and null defaults, nullables as type lists."""
+    out = _walk(copy.deepcopy(schema), drop={"title"}, drop_null_default=True)
+    for prop in out.get("properties", {}).values():
+        _drop_null_beside_default(prop)
+    return _inline_single_use_defs(out)
+
+
+def compact_output(
+    schema: dict[str, Any], brief: Mapping[str, Collection[str]] | None = None
+) -> dict[str, Any]:
+    """An output schema of names and types: no titles, descriptions or defaults.
+
+    ``brief``: schema title -> the properties published for that model."""
+    out = _trim(copy.deepcopy(schema), brief or {})
+    out = _walk(out, drop={"title", "description", "default", "required"},
+                drop_null_default=True)
+    for node in _objects(out):
+        if "enum" in node and node.get("type") in ("string", ["string", "null"]):
+            del node["type"]
+    return _inline_single_use_defs(out)
+
+
+def _objects(node: Any) -> Iterable[dict[str, Any]]:
+    if isinstance(node, list):
+        for item in node:
+            yield from _objects(item)
+    elif isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _objects(value)
+
+
+def tools_list_size(tools: Iterable[Any]) -> int:
+    """Characters of ``json.dumps`` of the tools as sent (MCP ``Tool`` models)."""
+    return len(json.dumps([t.model_dump(mode="json", by_alias=True, exclude_none=True)
+                           for t in tools]))
+
+
+# ------------------------------------------------------------------ internals
+def _walk(node: Any, *, drop: set[str], drop_null_default: bool) -> Any:
+    if isinstance(node, list):
+        return [_walk(item, drop=drop, drop_null_default=drop_null_default) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in ("properties", _DEFS) and isinstance(value, dict):
+            # Keys here are names, not keywords: never drop a field called "title".
+            out[key] = {name: _walk(sub, drop=drop, drop_null_default=drop_null_default)
+                        for name, sub in value.items()}
+        elif (key in drop or (key == "default" and value is None and drop_null_default)
+              or (key == "pattern" and value in _SILENT_PATTERNS)):
+            continue
+        else:
+            out[key] = _walk(value, drop=drop, drop_null_default=drop_null_default)
+    if out.get("additionalProperties") is True:
+        del out["additionalProperties"]  # the JSON Schema default
+    return _merge_nullable(out)
+
+
+def _drop_null_beside_default(prop: dict[str, Any]) -> None:
+    kind = prop.get("type")
+    if prop.get("default") is None or not isinstance(kind, list) or "null" not in kind:
+        return
+    rest = [k for k in kind if k != "null"]
+    prop["type"] = rest[0] if len(rest) == 1 else rest
+    if "enum" in prop:
+        prop["enum"] = [v for v in prop["enum"] if v is not None]
+
+
+def _trim(node: Any, brief: Mapping[str, Collection[str]]) -> Any:
+    if isinstance(node, list):
+        return [_trim(item, brief) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _trim(v, brief) for k, v in node.items()}
+    keep = brief.get(out.get("title", "")) if isinstance(out.get("title"), str) else None
+    if keep is not None and isinstance(out.get("properties"), dict):
+        out["properties"] = {k: v for k, v in out["properties"].items() if k in keep}
+        if "required" in out:
+            out["required"] = [k for k in out["required"] if k in keep]
+        out.pop("additionalProperties", None)  # the fields left out may still come
+    return out
+
+
+def _merge_nullable(node: dict[str, Any]) -> dict[str, Any]:
+    """``{"anyOf": [X, {"type": "null"}], ...}`` -> X with ``null`` allowed, when X is plain."""
+    options = node.get("anyOf")
+    if not isinstance(options, list) or len(options) != 2 or {"type": "null"} not in options:
+        return node
+    other = options[0] if options[1] == {"type": "null"} else options[1]
+    kind = other.get("type")
+    if not isinstance(kind, str) or kind == "null" or "$ref" in other or "anyOf" in other:
+        return node
+    if set(other) & set(node) - {"anyOf"}:
+        return node  # a keyword on both levels: keep the two apart
+    merged = {k: v for k, v in node.items() if k != "anyOf"}
+    merged.update(other)
+    merged["type"] = [kind, "null"]
+    if "enum" in merged and None not in merged["enum"]:
+        merged["enum"] = [*merged["enum"], None]
+    if "const" in merged:
+        return node
+    return merged
+
+
+def _inline_single_use_defs(schema: dict[str, Any]) -> dict[str, Any]:
+    defs = schema.get(_DEFS)
+    if not isinstance(defs, dict):
+        return schema
+    counts: dict[str, int] = {}
+    _count_refs(schema, counts)
+    single = {name for name in defs if counts.get(name, 0) == 1}
+    kept = {name: body for name, body in defs.items() if counts.get(name, 0) > 1}
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith(_REF_PREFIX) and len(node) == 1:
+            name = ref.removeprefix(_REF_PREFIX)
+            if name in single:
+                return inline(defs[name])
+        return {k: inline(v) for k, v in node.items() if k != _DEFS}
+
+    out = inline(schema)
+    if kept:
+        out[_DEFS] = {name: inline(body) for name, body in kept.items()}
+    return _walk_nullable_refs(out)
+
+
+def _walk_nullable_refs(node: Any) -> Any:
+    """After inlining, an ``anyOf`` of an inlined object and null becomes one nullable object."""
+    if isinstance(node, list):
+        return [_walk_nullable_refs(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: (_walk_nullable_refs(v) if k != "properties" else
+               {n: _walk_nullable_refs(s) for n, s in v.items()}) for k, v in node.items()}
+    return _merge_nullable(out)
+
+
+def _count_refs(node: Any, counts: dict[str, int]) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _count_refs(item, counts)
+    elif isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith(_REF_PREFIX):
+            name = ref.removeprefix(_REF_PREFIX)
+            counts[name] = counts.get(name, 0) + 1
+        for value in node.values():
+            _count_refs(value, counts)
