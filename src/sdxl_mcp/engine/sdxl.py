@@ -38,6 +38,7 @@ from sdxl_mcp.engine.devices import (
 )
 from sdxl_mcp.engine.edit import EditPipelines, run_edit
 from sdxl_mcp.engine.loadplan import LoadPlan, plan_load, resolve_model
+from sdxl_mcp.engine.lora import LoraAdapters
 from sdxl_mcp.engine.precision import PrecisionDecision
 from sdxl_mcp.engine.quiet import quiet_libraries
 from sdxl_mcp.engine.schedules import StepReporter, sequential_refiner_schedule
@@ -77,6 +78,7 @@ class SDXLEngine:
         self._refiner_path: str | None = None
         #: The edit pipelines, built from the resident ones on first use (no new weights).
         self._edits = EditPipelines()
+        self.loras = LoraAdapters(settings)  # LoRA adapters and draft mode, per request
 
     # ----------------------------------------------------------------- state
     @property
@@ -239,7 +241,8 @@ class SDXLEngine:
         with self._generate_lock:
             if cancel.cancelled:
                 raise Cancelled(f"Generation {cancel.reason} before it started.")
-            return self._generate(request, seed, on_progress, cancel, timings)
+            return self.loras.run(self.base, request, lambda r: self._generate(
+                r, seed, on_progress, cancel, timings))
 
     def _generate(
         self,
@@ -361,8 +364,8 @@ class SDXLEngine:
         with self._generate_lock:
             if cancel.cancelled:
                 raise Cancelled(f"Edit {cancel.reason} before it started.")
-            return run_edit(self, self._edits, request, seed, source, mask,
-                            on_progress, cancel, timings)
+            return self.loras.run(self.base, request, lambda r: run_edit(
+                self, self._edits, r, seed, source, mask, on_progress, cancel, timings))
 
     def _plan(
         self, request: GenerationRequest, refiner: Any, ensemble: bool

@@ -29,9 +29,11 @@ from sdxl_mcp.schemas.fields import (
     _no_control_chars,
     _publish_null_means_default,
     _short,
+    check_steps,
     without_default_nulls,
 )
 from sdxl_mcp.schemas.generation import GenerationResult
+from sdxl_mcp.schemas.loras import MAX_LORAS, LoraRef
 
 __all__ = ["MAX_VARIATIONS", "OVERRIDES", "VariationsResult", "VaryRequest"]
 
@@ -65,7 +67,7 @@ class VaryRequest(BaseModel):
     quality: QualityPreset | None = Field(
         None, description=f"A quality preset (fields given here win); {_KEEP}")
     num_inference_steps: int | None = Field(
-        None, ge=20, le=100, description=f"Base schedule length; {_KEEP}")
+        None, ge=1, le=100, description=f"Base schedule length (below 20: draft); {_KEEP}")
     guidance_scale: float | None = Field(
         None, ge=1.0, le=20.0, description=f"Prompt adherence (CFG); {_KEEP}")
     width: int | None = Field(
@@ -83,6 +85,8 @@ class VaryRequest(BaseModel):
         None, ge=1, le=100, description=f"Sequential: refiner steps; {_KEEP}")
     refiner_strength: float | None = Field(
         None, ge=0.05, le=1.0, description=f"Sequential: refiner strength; {_KEEP}")
+    loras: list[LoraRef] | None = Field(
+        None, max_length=MAX_LORAS, description=f"LoRA adapters ([] for none); {_KEEP}")
 
     def overrides(self) -> dict[str, Any]:
         """The Request fields given (not null), as JSON values."""
@@ -123,6 +127,13 @@ class VaryRequest(BaseModel):
         if isinstance(value, bool | str | bytes):
             raise ValueError(f"{info.field_name} must be a number (got {_short(value)})")
         return value
+
+    @field_validator("num_inference_steps")
+    @classmethod
+    def _draft_steps(cls, value: int | None, info: Any) -> int | None:
+        # A draft source keeps few steps: the merged request decides without a preset.
+        quality = info.data.get("quality")
+        return value if quality is None else check_steps(value, quality)
 
     @field_validator("guidance_scale", "high_noise_frac", "refiner_strength")
     @classmethod
