@@ -18,9 +18,8 @@ if TYPE_CHECKING:
     from sdxl_mcp.tools import ToolSpec
 
 LIST_LORAS_DESCRIPTION = (
-    "List the SDXL LoRA adapters this server has (name, file size, loaded): pass a name "
-    "in the `loras` argument of generate_image, edit_image or vary_image, or write "
-    "<lora:name:weight> in the prompt."
+    "The SDXL LoRAs this server has: use a name in `loras` (generate_image, edit_image, "
+    "vary_image) or as <lora:name:weight> in a prompt."
 )
 
 

@@ -75,8 +75,7 @@ class EditRequest(BaseModel):
     use_refinement: bool = Field(True, description="Run the SDXL refiner after the edit.")
     loras: list[LoraRef] = Field(
         default_factory=list, max_length=MAX_LORAS,
-        description="Up to 4 LoRA adapters (list_loras); with LoRAs the refiner is skipped "
-        "unless use_refinement is given.",
+        description="Up to 4 LoRAs; skips the refiner unless use_refinement is given.",
     )
 
     @model_validator(mode="before")

@@ -108,8 +108,7 @@ class GenerationRequest(BaseModel):
     )
     loras: list[LoraRef] = Field(
         default_factory=list, max_length=MAX_LORAS,
-        description="Up to 4 LoRA adapters (list_loras); with LoRAs the refiner is skipped "
-        "unless use_refinement is given.",
+        description="Up to 4 LoRAs; skips the refiner unless use_refinement is given.",
     )
 
     @field_validator("aspect_ratio", mode="before")

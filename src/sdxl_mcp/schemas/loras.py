@@ -48,13 +48,13 @@ _BAD_NAME_CHARS = frozenset('<>:"/\\\x00')
 LoraName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
+# One LoRA adapter for a request: a file of SDXL_MCP_LORA_DIRS and its weight (no
+# docstring: it would be repeated in every tool's input schema).
 class LoraRef(BaseModel):
-    """One LoRA adapter for a request: a file of SDXL_MCP_LORA_DIRS and its weight."""
-
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    name: LoraName = Field(description="File name without .safetensors (see list_loras).")
-    weight: float = Field(1.0, ge=0.0, le=MAX_WEIGHT, description="Strength 0.0-2.0.")
+    name: LoraName = Field(description="A name from list_loras.")
+    weight: float = Field(1.0, ge=0.0, le=MAX_WEIGHT)
 
     @field_validator("name")
     @classmethod
@@ -142,11 +142,10 @@ def skip_refiner_for_loras(data: dict[str, Any], given: dict[str, Any]) -> dict[
 class LoraInfo(BaseModel):
     name: str
     bytes: int
-    loaded: bool | None = Field(None, description="In the engine's adapter cache (null: unknown).")
+    loaded: bool | None = None  # in the engine's adapter cache; null: unknown (Ray)
 
 
+# What list_loras returns (no docstring: output schemas keep types and names).
 class LoraList(BaseModel):
-    """What ``list_loras`` returns."""
-
     loras: list[LoraInfo]
     dirs: list[str]

@@ -86,7 +86,7 @@ class VaryRequest(BaseModel):
     refiner_strength: float | None = Field(
         None, ge=0.05, le=1.0, description=f"Sequential: refiner strength; {_KEEP}")
     loras: list[LoraRef] | None = Field(
-        None, max_length=MAX_LORAS, description=f"LoRA adapters ([] for none); {_KEEP}")
+        None, max_length=MAX_LORAS, description=f"LoRAs ([]: none); {_KEEP}")
 
     def overrides(self) -> dict[str, Any]:
         """The Request fields given (not null), as JSON values."""
