@@ -184,11 +184,19 @@ def test_draft_runs_the_configured_steps_and_scheduler_without_the_refiner(
 ) -> None:
     resident = engine.base.scheduler
     seen: list[str] = []
+    batches: list[int] = []
+    hook = engine.base.unet.register_forward_pre_hook(
+        lambda _module, args: batches.append(args[0].shape[0]))
     request = GenerationRequest(prompt="a lighthouse at dawn", quality="draft", use_refinement=True)
-    out = engine.generate(request.model_copy(update={"width": 64, "height": 64}), seed=1,
-                          on_progress=lambda e: seen.append(type(engine.base.scheduler).__name__))
+    try:
+        out = engine.generate(
+            request.model_copy(update={"width": 64, "height": 64}), seed=1,
+            on_progress=lambda e: seen.append(type(engine.base.scheduler).__name__))
+    finally:
+        hook.remove()
     assert (out.steps_base, out.steps_refiner, out.refined) == (3, 0, False)
     assert set(seen) == {"LCMScheduler"}
+    assert batches == [1, 1, 1]  # guidance 1.0: no unconditional half of the batch
     assert engine.base.scheduler is resident
     assert any(note.startswith("draft: 3 steps, lcm") for note in out.notes)
     # The draft LoRA and scheduler are gone for the next plain request.
