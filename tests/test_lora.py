@@ -96,6 +96,12 @@ def test_loras_skip_the_refiner_unless_use_refinement_is_given() -> None:
     assert asked.use_refinement and GenerationRequest(prompt="a fox").use_refinement
 
 
+def test_a_request_with_loras_stays_frozen_and_hashable() -> None:
+    request = GenerationRequest(prompt="a fox", loras=[{"name": "ink", "weight": 0.5}])
+    assert hash(request) == hash(GenerationRequest.model_validate_json(
+        request.model_dump_json()))  # what travels to a Ray replica comes back equal
+
+
 def test_vary_takes_loras_as_an_override() -> None:
     vary = VaryRequest(image="img_1", loras=[{"name": "ink", "weight": 0.5}])
     assert vary.overrides()["loras"] == [{"name": "ink", "weight": 0.5}]

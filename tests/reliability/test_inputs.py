@@ -422,6 +422,8 @@ def test_property_valid_in_range_requests_are_accepted_unchanged(
         else:
             fields = _FIELDS if model is GenerationRequest else RestGenerationRequest.model_fields
             expected = fields[name].get_default(call_default_factory=True)
+        if isinstance(value, tuple):  # loras: a tuple, so the frozen request stays hashable
+            expected = tuple(expected)
         assert value == expected, (name, value, expected)  # nothing clamped or rounded
         assert type(value) is type(expected) or isinstance(expected, int), name
     # JSON round trip (what REST and the MCP wire do) gives the same request back.

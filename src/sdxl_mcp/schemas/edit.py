@@ -73,8 +73,8 @@ class EditRequest(BaseModel):
     )
     guidance_scale: float = Field(7.5, ge=1.0, le=20.0, description="Prompt adherence (CFG).")
     use_refinement: bool = Field(True, description="Run the SDXL refiner after the edit.")
-    loras: list[LoraRef] = Field(
-        default_factory=list, max_length=MAX_LORAS,
+    loras: tuple[LoraRef, ...] = Field(
+        (), max_length=MAX_LORAS,
         description="Up to 4 LoRAs; skips the refiner unless use_refinement is given.",
     )
 
@@ -88,7 +88,7 @@ class EditRequest(BaseModel):
 
     @field_validator("loras")
     @classmethod
-    def _loras_once(cls, value: list[LoraRef], info: Any) -> list[LoraRef]:
+    def _loras_once(cls, value: tuple[LoraRef, ...], info: Any) -> tuple[LoraRef, ...]:
         check_loras(info.data.get("prompt") or "", value)
         return value
 

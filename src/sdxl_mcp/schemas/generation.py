@@ -106,8 +106,8 @@ class GenerationRequest(BaseModel):
         description="With an explicit seed, return the catalogued image of an identical "
         "request at once (reused=true); false always generates.",
     )
-    loras: list[LoraRef] = Field(
-        default_factory=list, max_length=MAX_LORAS,
+    loras: tuple[LoraRef, ...] = Field(
+        (), max_length=MAX_LORAS,
         description="Up to 4 LoRAs; skips the refiner unless use_refinement is given.",
     )
 
@@ -158,7 +158,7 @@ class GenerationRequest(BaseModel):
 
     @field_validator("loras")
     @classmethod
-    def _loras_once(cls, value: list[LoraRef], info: Any) -> list[LoraRef]:
+    def _loras_once(cls, value: tuple[LoraRef, ...], info: Any) -> tuple[LoraRef, ...]:
         check_loras(info.data.get("prompt") or "", value)
         return value
 

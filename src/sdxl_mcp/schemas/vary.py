@@ -85,7 +85,7 @@ class VaryRequest(BaseModel):
         None, ge=1, le=100, description=f"Sequential: refiner steps; {_KEEP}")
     refiner_strength: float | None = Field(
         None, ge=0.05, le=1.0, description=f"Sequential: refiner strength; {_KEEP}")
-    loras: list[LoraRef] | None = Field(
+    loras: tuple[LoraRef, ...] | None = Field(
         None, max_length=MAX_LORAS, description=f"LoRAs ([]: none); {_KEEP}")
 
     def overrides(self) -> dict[str, Any]:
