@@ -58,7 +58,8 @@ INITIALIZE = {
 }
 MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
 TOOLS = {"generate_image", "get_generation", "cancel_generation", "search_stock_image",
-         "gpu_status", "find_images", "export_image", "edit_image", "vary_image"}
+         "gpu_status", "find_images", "export_image", "edit_image", "vary_image",
+         "list_loras"}
 #: Guards against hangs only: a tiny generation on a busy CPU can take a minute.
 TIMEOUT = httpx.Timeout(600.0)
 #: Long enough that the guide's request always answers with its result, not a job id.

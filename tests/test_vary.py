@@ -144,7 +144,7 @@ async def test_overrides_are_merged_into_the_catalogued_request(
     ({"count": 5}, "count must be ≤ 4"),
     ({"seed": 2**32, "count": 2}, "seed must be ≤ 4294967295"),
     ({"aspect_ratio": "1:1", "width": 512}, "cannot be combined with width or height"),
-    ({"num_inference_steps": 5}, "num_inference_steps must be ≥ 20"),
+    ({"num_inference_steps": 5, "quality": "fast"}, "num_inference_steps must be ≥ 20"),
     ({"use_refinement": "yes"}, "use_refinement must be true or false"),
 ])
 def test_bad_arguments_are_schema_errors_naming_them(fields: dict[str, Any], words: str) -> None:

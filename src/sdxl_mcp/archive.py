@@ -21,6 +21,7 @@ import time
 from sdxl_mcp.backend import EngineOutput
 from sdxl_mcp.library import CatalogRecord, ImageStore, format_infotext
 from sdxl_mcp.library.reuse import request_key, same_precision
+from sdxl_mcp.lorafiles import with_loras
 from sdxl_mcp.results import (
     generation_result,
     generation_timings,
@@ -47,7 +48,7 @@ def save_generation(
     saved = store.save_image(
         output.image,
         seed=output.seed,
-        infotext=format_infotext(infotext_params(request, output)),
+        infotext=format_infotext(with_loras(infotext_params(request, output), settings, request)),
         compress_level=settings.png_compress_level,
     )
     timings = generation_timings(output, queue_wait_s, time.perf_counter() - t0)

@@ -31,6 +31,7 @@ from sdxl_mcp.errors import BadRequest
 from sdxl_mcp.library import CatalogRecord, ImageStore, format_infotext
 from sdxl_mcp.library.infotext import InfotextParams
 from sdxl_mcp.library.resolver import ResolvedImage
+from sdxl_mcp.lorafiles import with_loras
 from sdxl_mcp.results import generation_message, generation_result, generation_timings
 from sdxl_mcp.schemas import EditRequest, GenerationResult
 from sdxl_mcp.settings import Settings
@@ -113,9 +114,10 @@ def _stock_credit(source: ResolvedImage) -> dict[str, Any]:
     }
 
 
-def edit_infotext(request: EditRequest, sources: EditSources, output: EngineOutput) -> str:
+def edit_infotext(request: EditRequest, sources: EditSources, output: EngineOutput,
+                  settings: Settings) -> str:
     width, height = output.image.size
-    return format_infotext(InfotextParams(
+    return format_infotext(with_loras(InfotextParams(
         prompt=request.prompt,
         negative_prompt=request.negative_prompt,
         steps=request.num_inference_steps,
@@ -128,7 +130,7 @@ def edit_infotext(request: EditRequest, sources: EditSources, output: EngineOutp
         denoising_strength=request.strength,
         source_image=sources.source_image_id or "file",
         mask_image=sources.mask_image_id or ("file" if sources.mask is not None else None),
-    ))
+    ), settings, request))
 
 
 def save_edit(
@@ -143,7 +145,7 @@ def save_edit(
     """Publish an edit's image with its sidecar and catalog row; its Result."""
     t0 = time.perf_counter()
     saved = store.save_image(output.image, seed=output.seed,
-                             infotext=edit_infotext(request, sources, output),
+                             infotext=edit_infotext(request, sources, output, settings),
                              compress_level=settings.png_compress_level)
     timings = generation_timings(output, queue_wait_s, time.perf_counter() - t0)
     image_id = store.catalog.new_image_id(saved.name)

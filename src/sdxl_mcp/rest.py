@@ -51,6 +51,7 @@ from sdxl_mcp.schemas import (
     VaryRequest,
     describe_validation_error,
 )
+from sdxl_mcp.schemas.loras import LoraList
 from sdxl_mcp.service import ImageService
 from sdxl_mcp.settings import Settings
 
@@ -238,6 +239,10 @@ async def export_image(api: RestApi, _: None, request: ExportRequest) -> Respons
     return JSONResponse(result.model_dump(mode="json"))
 
 
+async def list_loras(api: RestApi, _: None, __: None) -> Response:
+    return JSONResponse((await api.service.list_loras()).model_dump(mode="json"))
+
+
 async def healthz(api: RestApi, _: None, __: None) -> Response:
     health = Health(engine=api.service.engine_state(), queue=api.service.queue_status())
     return JSONResponse(health.model_dump(mode="json"))
@@ -362,6 +367,10 @@ def rest_routes(settings: Settings) -> list[RestRoute]:
                 Reply.error(NotFound, "No such image on this server."),
                 Reply.error(StorageError, "The export could not be written."),
             ),
+        ),
+        RestRoute(
+            "GET", "/api/media/loras", "listLoras", "The LoRA adapters (name, size, loaded).",
+            list_loras, replies=(Reply("200", "Every LoRA file of LORA_DIRS.", LoraList),),
         ),
         RestRoute(
             "GET", "/healthz", "healthz", "Liveness, engine state and queue.", healthz,

@@ -45,6 +45,7 @@ from sdxl_mcp.jobs import Job, JobQueue, ProgressListener
 from sdxl_mcp.jobtable import JobTable
 from sdxl_mcp.library import ImageStore
 from sdxl_mcp.libraryflow import Library
+from sdxl_mcp.loraflow import admit, list_loras, warn_missing_dirs
 from sdxl_mcp.preview import preview_jpeg, preview_jpeg_image
 from sdxl_mcp.schemas import (
     EditRequest,
@@ -56,6 +57,7 @@ from sdxl_mcp.schemas import (
     VariationsResult,
     VaryRequest,
 )
+from sdxl_mcp.schemas.loras import LoraList
 from sdxl_mcp.settings import Settings
 from sdxl_mcp.stockflow import StockWorkflow
 from sdxl_mcp.varyflow import VariationPlan, plan_variations, run_variations, variations_result
@@ -100,6 +102,7 @@ class ImageService:
         await self._tg.__aenter__()
         self.jobs.start(self._tg, self._table)
         self._stock = StockWorkflow(self.settings, lambda: self.store)
+        warn_missing_dirs(self.settings)
         if self._engine_missing:
             log.warning("%s", ENGINE_EXTRA_MISSING)
         elif self.settings.preload:
@@ -181,6 +184,7 @@ class ImageService:
         Raises ``SdxlMcpError`` subclasses; still running after the wait: ``status="running"``
         with a ``job_id`` to follow with :meth:`wait_job`.
         """
+        request = await anyio.to_thread.run_sync(admit, self.settings, request)  # loraflow
         stock_error: SdxlMcpError | None = None
         if request.use_pexels:
             try:
@@ -205,6 +209,7 @@ class ImageService:
     async def edit(self, request: EditRequest, on_progress: ProgressListener | None = None,
                    wait_s: float | None = None) -> GenerationResult:
         """One edit (``editflow``): image and mask resolved and checked before admission."""
+        request = await anyio.to_thread.run_sync(admit, self.settings, request)  # loraflow
         source = await self.library.resolve(request.image, "image")
         mask = (await self.library.resolve(request.mask, "mask")
                 if request.mask is not None else None)
@@ -216,6 +221,8 @@ class ImageService:
                    wait_s: float | None = None) -> VariationsResult:
         """``count`` variations of a generated image as one job (``varyflow``)."""
         plan = plan_variations(await self.library.resolve(request.image, "image"), request)
+        plan.requests = [await anyio.to_thread.run_sync(admit, self.settings, r)
+                         for r in plan.requests]
         job = self.submit(plan.requests[0], on_progress, vary=plan)
         return variations_result(plan, await self._follow(job, on_progress, wait_s))
 
@@ -334,6 +341,9 @@ class ImageService:
 
     async def search_stock(self, request: StockSearchRequest) -> StockSearchResult:
         return await self._stock_flow().search(request)
+
+    async def list_loras(self) -> LoraList:
+        return await anyio.to_thread.run_sync(list_loras, self.settings, self._backend)
 
     # --------------------------------------------------------------- status
     def queue_status(self) -> dict[str, Any]:

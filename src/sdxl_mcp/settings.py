@@ -65,6 +65,10 @@ def default_output_dir() -> Path:
     return Path(platformdirs.user_data_dir("sdxl-mcp")) / "images"
 
 
+def default_lora_dirs() -> list[Path]:
+    return [Path(platformdirs.user_data_dir("sdxl-mcp")) / "loras"]
+
+
 class Settings(BaseSettings):
     """Every setting of DESIGN.md; names are the env vars without the prefix."""
 
@@ -137,6 +141,18 @@ class Settings(BaseSettings):
     png_compress_level: int = Field(
         1, ge=0, le=9, description="zlib level for saved PNGs (1: fast, files ~10% larger)"
     )
+    lora_dirs: Annotated[list[Path], NoDecode] = Field(
+        default_factory=default_lora_dirs,
+        description="folders (comma-separated) of SDXL LoRA *.safetensors files",
+    )
+    draft_lora: str | None = Field(
+        None, description="quality=draft: a distilled LoRA (file, or hub id[/weight file])"
+    )
+    draft_scheduler: Literal["euler-trailing", "lcm", "tcd"] = "euler-trailing"
+    draft_steps: int = Field(4, ge=1, le=12, description="quality=draft: denoising steps")
+    draft_guidance: float = Field(
+        1.0, ge=0.0, le=20.0, description="quality=draft: CFG (<= 1 skips the CFG batch)"
+    )
 
     @field_validator("device")
     @classmethod
@@ -151,7 +167,7 @@ class Settings(BaseSettings):
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
-    @field_validator("vae_model", "pexels_api_key", "http_token", mode="before")
+    @field_validator("vae_model", "pexels_api_key", "http_token", "draft_lora", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
@@ -166,14 +182,14 @@ class Settings(BaseSettings):
     def _check_pexels_base_url(cls, value: str) -> str:
         return check_pexels_base_url(value)
 
-    @field_validator("http_allowed_hosts", "input_dirs", mode="before")
+    @field_validator("http_allowed_hosts", "input_dirs", "lora_dirs", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("input_dirs")
+    @field_validator("input_dirs", "lora_dirs")
     @classmethod
     def _folders(cls, value: list[Path]) -> list[Path]:
         folders = [path.expanduser() for path in value]

@@ -56,6 +56,7 @@ from sdxl_mcp.service import ImageService
 from sdxl_mcp.settings import Settings
 from sdxl_mcp.tools_edit import EDIT_DESCRIPTION, edit_image
 from sdxl_mcp.tools_export import EXPORT_DESCRIPTION, export_image
+from sdxl_mcp.tools_lora import list_loras_spec
 from sdxl_mcp.tools_vary import VARY_DESCRIPTION, vary_image
 from sdxl_mcp.toolschema import compact_input, compact_output
 
@@ -403,6 +404,7 @@ def tool_specs(settings: Settings) -> list[ToolSpec]:
             brief=BRIEF_VARY,
             annotations=_annotations(),  # new files; the source is kept
         ),
+        list_loras_spec(),
     ]
 
 

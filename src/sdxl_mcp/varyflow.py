@@ -91,6 +91,8 @@ def plan_variations(source: ResolvedImage, request: VaryRequest) -> VariationPla
     if "quality" in overrides:  # the new preset decides what the overrides leave
         for key in QUALITY_PRESETS[overrides["quality"]]:
             base.pop(key, None)
+    if "loras" in overrides or "<lora:" in overrides.get("prompt", ""):
+        base.pop("use_refinement", None)  # new LoRAs skip the refiner unless it is asked
     merged = {**base, **overrides, "use_pexels": False, "use_generation": True}
     seeds = [s if s is not None else secrets.randbelow(SEED_MAX + 1) for s in request.seeds()]
     try:

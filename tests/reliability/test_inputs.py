@@ -351,6 +351,8 @@ def test_bounds_used_here_are_the_models_bounds() -> None:
     schema = GenerationRequest.model_json_schema()["properties"]
     for name, (lo, hi) in {**_INT_BOUNDS, **_FLOAT_BOUNDS}.items():
         prop = schema[name]["anyOf"][0] if "anyOf" in schema[name] else schema[name]
+        if name == "num_inference_steps":  # 1-19 only with quality "draft" (a validator)
+            lo = 1
         assert (prop["minimum"], prop["maximum"]) == (lo, hi), name
 
 
@@ -390,6 +392,11 @@ _VALID = {
     "reuse": st.booleans(),
     # A ratio replaces width/height (tests/test_aspect_ratio.py); here only its null.
     "aspect_ratio": st.none(),
+    "loras": st.none() | st.lists(st.sampled_from(["ink", "film", "grain", "fog"]),
+                                  max_size=4, unique=True).flatmap(
+        lambda names: st.tuples(*[_floats(0.0, 2.0) for _ in names]).map(
+            lambda weights: [{"name": n, "weight": w} for n, w in zip(names, weights,
+                                                                      strict=True)])),
 }
 assert set(_VALID) | {"prompt"} == set(_FIELDS), "a Request field has no strategy here"
 
@@ -409,11 +416,15 @@ def test_property_valid_in_range_requests_are_accepted_unchanged(
         if name in values and (values[name] is not None or name in ("negative_prompt", "seed",
                                                                     "quality")):
             expected = values[name]
+        elif name == "use_refinement" and values.get("loras"):
+            expected = False  # LoRAs skip the refiner unless it is asked for
         elif name in preset:
             expected = preset[name]
         else:
-            expected = _FIELDS[name].default if model is GenerationRequest else (
-                RestGenerationRequest.model_fields[name].default)
+            fields = _FIELDS if model is GenerationRequest else RestGenerationRequest.model_fields
+            expected = fields[name].get_default(call_default_factory=True)
+        if isinstance(value, tuple):  # loras: a tuple, so the frozen request stays hashable
+            expected = tuple(expected)
         assert value == expected, (name, value, expected)  # nothing clamped or rounded
         assert type(value) is type(expected) or isinstance(expected, int), name
     # JSON round trip (what REST and the MCP wire do) gives the same request back.
@@ -516,7 +527,7 @@ def test_openapi_document_is_valid_openapi_31_and_describes_every_route(
     assert set(document["paths"]) == {"/api/media/generate-image", "/api/media/jobs/{job_id}",
                                       "/api/media/images/{ref}", "/api/media/export",
                                       "/api/media/edit-image", "/api/media/vary-image",
-                                      "/healthz", "/openapi.json"}
+                                      "/api/media/loras", "/healthz", "/openapi.json"}
     post = document["paths"]["/api/media/generate-image"]["post"]
     assert {"200", "202", "401", "413", "422", "429", "503"} <= set(post["responses"])
     assert document["security"] == [{"bearer": []}]
@@ -567,6 +578,7 @@ OPERATIONS = [
     ("/api/media/export", "POST"),
     ("/api/media/edit-image", "POST"),
     ("/api/media/vary-image", "POST"),
+    ("/api/media/loras", "GET"),
     ("/healthz", "GET"),
     ("/openapi.json", "GET"),
 ]

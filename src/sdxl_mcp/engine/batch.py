@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sdxl_mcp.backend import CancelToken, EngineOutput, ProgressCallback, ProgressEvent
 from sdxl_mcp.batching import OutputCallback, batched_progress, one_by_one
@@ -36,6 +36,7 @@ from sdxl_mcp.errors import Cancelled, OutOfMemory
 from sdxl_mcp.schemas import GenerationRequest
 
 if TYPE_CHECKING:
+    from sdxl_mcp.engine.lora import LoraAdapters
     from sdxl_mcp.engine.precision import PrecisionDecision
     from sdxl_mcp.settings import Settings
 
@@ -51,6 +52,10 @@ class _Engine(Protocol):
     settings: Settings
     _generate_lock: threading.Lock
     _decision: PrecisionDecision | None
+    loras: LoraAdapters
+
+    @property
+    def base(self) -> Any: ...
 
     def load(self) -> None: ...
 
@@ -100,8 +105,8 @@ class BatchMixin:
             if cancel.cancelled:
                 raise Cancelled(f"Generation {cancel.reason} before it started.")
             try:
-                outputs = self._generate(request, seeds[0], batched_progress(
-                    progress, len(seeds)), cancel, timings, seeds)
+                outputs = self.loras.run(self.base, request, lambda r: self._generate(
+                    r, seeds[0], batched_progress(progress, len(seeds)), cancel, timings, seeds))
             except OutOfMemory as exc:
                 log.warning("A batch of %d images ran out of memory (%s); running them one "
                             "by one", len(seeds), exc.message)

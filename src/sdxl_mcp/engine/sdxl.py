@@ -40,6 +40,7 @@ from sdxl_mcp.engine.devices import (
 )
 from sdxl_mcp.engine.edit import EditPipelines, run_edit
 from sdxl_mcp.engine.loadplan import LoadPlan, plan_load, resolve_model
+from sdxl_mcp.engine.lora import LoraAdapters
 from sdxl_mcp.engine.precision import PrecisionDecision
 from sdxl_mcp.engine.prompts import encode_prompts
 from sdxl_mcp.engine.quiet import quiet_libraries
@@ -80,6 +81,7 @@ class SDXLEngine(BatchMixin):
         self._refiner_path: str | None = None
         #: The edit pipelines, built from the resident ones on first use (no new weights).
         self._edits = EditPipelines()
+        self.loras = LoraAdapters(settings)  # LoRA adapters and draft mode, per request
 
     # ----------------------------------------------------------------- state
     @property
@@ -242,7 +244,8 @@ class SDXLEngine(BatchMixin):
         with self._generate_lock:
             if cancel.cancelled:
                 raise Cancelled(f"Generation {cancel.reason} before it started.")
-            return self._generate(request, seed, on_progress, cancel, timings)[0]
+            return self.loras.run(self.base, request, lambda r: self._generate(
+                r, seed, on_progress, cancel, timings))[0]
 
     def _generate(
         self,
@@ -368,8 +371,8 @@ class SDXLEngine(BatchMixin):
         with self._generate_lock:
             if cancel.cancelled:
                 raise Cancelled(f"Edit {cancel.reason} before it started.")
-            return run_edit(self, self._edits, request, seed, source, mask,
-                            on_progress, cancel, timings)
+            return self.loras.run(self.base, request, lambda r: [run_edit(
+                self, self._edits, r, seed, source, mask, on_progress, cancel, timings)])[0]
 
     def _plan(
         self, request: GenerationRequest, refiner: Any, ensemble: bool

@@ -5,7 +5,7 @@ Guarantees:
 * :func:`format_infotext` writes the A1111 layout (``<prompt>``, an optional
   ``Negative prompt:`` line, then ``Steps: N, Sampler: ..., CFG scale: X, Seed:
   S, Size: WxH, Model: ...``, for edits ``Denoising strength: 0.6, Source image:
-  <id>`` and the Refiner keys), so A1111, ComfyUI and exif
+  <id>``, ``Lora hashes`` and the Refiner keys), so A1111, ComfyUI and exif
   viewers read it; values that would break the ``Key: value, ...`` line are
   JSON-quoted, as A1111 does;
 * :func:`parse_infotext` reads it back (prompts with commas, colons, quotes and
@@ -55,6 +55,8 @@ class InfotextParams:
     denoising_strength: float | None = None
     source_image: str | None = None
     mask_image: str | None = None
+    #: A1111's ``Lora hashes``: ``"name: shorthash, ..."`` (the tags stay in the prompt).
+    lora_hashes: str | None = None
 
 
 def _quote(value: str) -> str:
@@ -102,6 +104,8 @@ def format_infotext(params: InfotextParams) -> str:
         pairs.append(("Source image", params.source_image))
     if params.mask_image is not None:
         pairs.append(("Mask image", params.mask_image))
+    if params.lora_hashes:
+        pairs.append(("Lora hashes", params.lora_hashes))
     if params.refiner:
         pairs.append(("Refiner", params.refiner))
         if params.refiner_switch_at is not None:

@@ -2,7 +2,8 @@
 
 Two requests share a key only when everything that changes the pixels is the
 same: every pixel-changing request field (seed included; an explicit seed is
-required), the base, refiner and VAE models, and the precision and device
+required; LoRAs by name and weight), the base, refiner and VAE models (with
+quality "draft", the draft LoRA and scheduler), and the precision and device
 settings. Fields that do not change the pixels (``use_pexels``,
 ``use_generation``, ``reuse``, the ``quality`` and ``aspect_ratio`` shorthands,
 which are already expanded into the fields they set) are left out. Pure.
@@ -33,6 +34,8 @@ def request_key(request: GenerationRequest, settings: Settings) -> str | None:
         "precision": settings.precision,
         "device": settings.device,
     }
+    if request.quality == "draft":  # the draft LoRA and scheduler make the pixels too
+        fields["models"]["draft"] = [settings.draft_lora, settings.draft_scheduler]
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 

@@ -31,6 +31,7 @@ from sdxl_mcp.schemas.fields import (
     prompt_text,
     without_default_nulls,
 )
+from sdxl_mcp.schemas.loras import MAX_LORAS, LoraRef, check_loras, skip_refiner_for_loras
 
 __all__ = ["MAX_STRENGTH", "MIN_STRENGTH", "EditRequest", "ImageReference"]
 
@@ -70,11 +71,24 @@ class EditRequest(BaseModel):
     )
     guidance_scale: float = Field(7.5, ge=1.0, le=20.0, description="Prompt adherence (CFG).")
     use_refinement: bool = Field(True, description="Refine after the edit.")
+    loras: tuple[LoraRef, ...] = Field(
+        (), max_length=MAX_LORAS,
+        description="Up to 4 LoRAs; skips the refiner unless use_refinement is given.",
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _nulls_are_defaults(cls, data: Any) -> Any:
-        return without_default_nulls(cls, data) if isinstance(data, dict) else data
+        if not isinstance(data, dict):
+            return data
+        given = without_default_nulls(cls, data)
+        return skip_refiner_for_loras(given, given)
+
+    @field_validator("loras")
+    @classmethod
+    def _loras_once(cls, value: tuple[LoraRef, ...], info: Any) -> tuple[LoraRef, ...]:
+        check_loras(info.data.get("prompt") or "", value)
+        return value
 
     @field_validator("use_refinement", mode="before")
     @classmethod
@@ -100,7 +114,10 @@ class EditRequest(BaseModel):
     @field_validator("prompt", "negative_prompt")
     @classmethod
     def _prompt_text(cls, value: str | None, info: Any) -> str | None:
-        return prompt_text(value, info.field_name)
+        value = prompt_text(value, info.field_name)
+        if info.field_name == "prompt" and value:
+            check_loras(value, [], "prompt")  # its <lora:name:weight> tags
+        return value
 
     @field_validator("image", "mask")
     @classmethod

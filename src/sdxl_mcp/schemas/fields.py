@@ -21,7 +21,7 @@ from pydantic import (
 
 from sdxl_mcp.prompt_syntax import check_prompt_syntax
 
-QualityPreset = Literal["high", "medium", "fast"]
+QualityPreset = Literal["high", "medium", "fast", "draft"]
 RefinerMode = Literal["ensemble", "sequential"]
 JobStatus = Literal["succeeded", "running", "failed", "cancelled"]
 
@@ -30,7 +30,20 @@ QUALITY_PRESETS: dict[str, dict[str, Any]] = {
     "high": {"use_refinement": True, "num_inference_steps": 50, "guidance_scale": 8.0},
     "medium": {"use_refinement": True, "num_inference_steps": 30, "guidance_scale": 7.5},
     "fast": {"use_refinement": False, "num_inference_steps": 20, "guidance_scale": 7.5},
+    # None: the server's SDXL_MCP_DRAFT_STEPS / _GUIDANCE, filled in by the service
+    # (``loraflow.resolve_draft``); the keys are here so a preset change drops them.
+    "draft": {"use_refinement": False, "num_inference_steps": None, "guidance_scale": None},
 }
+#: The fewest steps outside quality "draft" (the seed's bound).
+MIN_STEPS = 20
+
+
+def check_steps(steps: int | None, quality: Any) -> int | None:
+    """Steps below MIN_STEPS only with quality "draft" (ValueError naming the field)."""
+    if steps is not None and steps < MIN_STEPS and quality != "draft":
+        raise ValueError(f"num_inference_steps must be ≥ {MIN_STEPS} (got {steps}); fewer "
+                         'steps only with quality "draft"')
+    return steps
 
 SEED_MAX = 2**32 - 1
 
@@ -150,6 +163,8 @@ def describe_validation_error(exc: ValidationError) -> str:
             parts.append(f"{loc} must be {_BOUND_WORDS[kind]} {bound}{got_text}")
         elif kind == "string_too_long":
             parts.append(f"{loc} must be at most {ctx.get('max_length')} characters")
+        elif kind == "too_long":
+            parts.append(f"{loc} must have at most {ctx.get('max_length')} items")
         elif kind == "string_too_short":
             parts.append(f"{loc} must not be empty")
         elif kind == "json_invalid":

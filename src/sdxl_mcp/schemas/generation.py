@@ -28,9 +28,11 @@ from sdxl_mcp.schemas.fields import (
     RefinerMode,
     _publish_null_means_default,
     _short,
+    check_steps,
     prompt_text,
     without_default_nulls,
 )
+from sdxl_mcp.schemas.loras import MAX_LORAS, LoraRef, check_loras, skip_refiner_for_loras
 
 
 class GenerationRequest(BaseModel):
@@ -56,10 +58,12 @@ class GenerationRequest(BaseModel):
     high_quality: bool = Field(True, description="Decode in fp32 (false: faster fp16).")
     quality: QualityPreset | None = Field(
         None,
-        description="Preset: high = refine, 50 steps, cfg 8.0; medium = refine, 30, 7.5; "
-        "fast = no refiner, 20, 7.5. Fields given explicitly override the preset.",
+        description="high: refine, 50 steps, cfg 8; medium: refine, 30, 7.5; fast: no "
+        "refiner, 20, 7.5; draft: a 4-step preview (distilled LoRA). Given fields win.",
     )
-    num_inference_steps: int = Field(50, ge=20, le=100, description="Denoising steps.")
+    num_inference_steps: int = Field(
+        50, ge=1, le=100, description="20-100; below 20 only in draft."
+    )
     guidance_scale: float = Field(8.0, ge=1.0, le=20.0, description="Prompt adherence (CFG).")
     width: int = Field(
         1024, ge=256, le=2048, json_schema_extra={"multipleOf": 8}, description="Pixels."
@@ -86,6 +90,10 @@ class GenerationRequest(BaseModel):
     )
     reuse: bool = Field(
         True, description="With a seed: return the identical earlier image; false regenerates."
+    )
+    loras: tuple[LoraRef, ...] = Field(
+        (), max_length=MAX_LORAS,
+        description="Up to 4 LoRAs; skips the refiner unless use_refinement is given.",
     )
 
     @field_validator("aspect_ratio", mode="before")
@@ -122,7 +130,22 @@ class GenerationRequest(BaseModel):
     @field_validator("prompt", "negative_prompt")
     @classmethod
     def _reject_nul(cls, value: str | None, info: Any) -> str | None:
-        return prompt_text(value, info.field_name)
+        value = prompt_text(value, info.field_name)
+        if info.field_name == "prompt" and value:
+            check_loras(value, [], "prompt")  # its <lora:name:weight> tags
+        return value
+
+    @field_validator("num_inference_steps")
+    @classmethod
+    def _draft_steps(cls, value: int, info: Any) -> int:
+        check_steps(value, info.data.get("quality"))
+        return value
+
+    @field_validator("loras")
+    @classmethod
+    def _loras_once(cls, value: tuple[LoraRef, ...], info: Any) -> tuple[LoraRef, ...]:
+        check_loras(info.data.get("prompt") or "", value)
+        return value
 
     @field_validator("width", "height")
     @classmethod
@@ -151,9 +174,11 @@ class GenerationRequest(BaseModel):
         elif isinstance(ratio, str) and ratio in ASPECT_RATIOS:
             given["width"], given["height"] = ASPECT_RATIOS[ratio]
         preset = given.get("quality")
+        data = given
         if isinstance(preset, str) and preset in QUALITY_PRESETS:
-            return {**QUALITY_PRESETS[preset], **given}
-        return given
+            values = {k: v for k, v in QUALITY_PRESETS[preset].items() if v is not None}
+            data = {**values, **given}
+        return skip_refiner_for_loras(data, given)
 
 
 class RestGenerationRequest(GenerationRequest):

@@ -30,9 +30,11 @@ from sdxl_mcp.schemas.fields import (
     _no_control_chars,
     _publish_null_means_default,
     _short,
+    check_steps,
     without_default_nulls,
 )
 from sdxl_mcp.schemas.generation import GenerationResult
+from sdxl_mcp.schemas.loras import MAX_LORAS, LoraRef
 
 __all__ = ["MAX_VARIATIONS", "OVERRIDES", "VariationsResult", "VaryRequest"]
 
@@ -63,7 +65,7 @@ class VaryRequest(BaseModel):
     use_refinement: bool | None = None
     high_quality: bool | None = None
     quality: QualityPreset | None = Field(None, description="A preset; fields given here win.")
-    num_inference_steps: int | None = Field(None, ge=20, le=100)
+    num_inference_steps: int | None = Field(None, ge=1, le=100, description="Below 20: draft.")
     guidance_scale: float | None = Field(None, ge=1.0, le=20.0)
     width: int | None = Field(None, ge=256, le=2048, json_schema_extra={"multipleOf": 8})
     height: int | None = Field(None, ge=256, le=2048, json_schema_extra={"multipleOf": 8})
@@ -72,6 +74,7 @@ class VaryRequest(BaseModel):
     high_noise_frac: float | None = Field(None, ge=0.5, le=0.95)
     refiner_steps: int | None = Field(None, ge=1, le=100)
     refiner_strength: float | None = Field(None, ge=0.05, le=1.0)
+    loras: tuple[LoraRef, ...] | None = Field(None, max_length=MAX_LORAS, description="[]: none.")
 
     def overrides(self) -> dict[str, Any]:
         """The Request fields given (not null), as JSON values."""
@@ -112,6 +115,13 @@ class VaryRequest(BaseModel):
         if isinstance(value, bool | str | bytes):
             raise ValueError(f"{info.field_name} must be a number (got {_short(value)})")
         return value
+
+    @field_validator("num_inference_steps")
+    @classmethod
+    def _draft_steps(cls, value: int | None, info: Any) -> int | None:
+        # A draft source keeps few steps: the merged request decides without a preset.
+        quality = info.data.get("quality")
+        return value if quality is None else check_steps(value, quality)
 
     @field_validator("guidance_scale", "high_noise_frac", "refiner_strength")
     @classmethod

@@ -1,0 +1,44 @@
+"""The ``list_loras`` MCP tool (read-only): its handler, description and table row.
+
+Kept apart so ``tools`` stays small: ``tools.tool_specs`` lists
+:func:`list_loras_spec` with one line. The answer is the service's
+``LoraList`` as structured content plus one summary line naming the LoRAs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mcp.types import CallToolResult, TextContent
+
+from sdxl_mcp.schemas.loras import LoraList
+from sdxl_mcp.service import ImageService
+
+if TYPE_CHECKING:
+    from sdxl_mcp.tools import ToolSpec
+
+LIST_LORAS_DESCRIPTION = (
+    "The SDXL LoRAs this server has: use a name in `loras` (generate_image, edit_image, "
+    "vary_image) or as <lora:name:weight> in a prompt."
+)
+
+
+async def list_loras(ctx: Any, svc: ImageService, _: Any) -> CallToolResult:
+    found = await svc.list_loras()
+    names = ", ".join(info.name for info in found.loras)
+    text = (f"{len(found.loras)} LoRA(s): {names}" if found.loras
+            else f"No LoRA files in {', '.join(found.dirs) or '(no folder)'} "
+            "(SDXL_MCP_LORA_DIRS).")
+    return CallToolResult(content=[TextContent(type="text", text=text)],
+                          structured_content=found.model_dump(mode="json"))
+
+
+def list_loras_spec() -> ToolSpec:
+    """The table row of ``list_loras`` (imported late: ``tools`` imports this module)."""
+    from sdxl_mcp.tools import NoArguments, ToolSpec, _annotations
+
+    return ToolSpec(
+        name="list_loras", title="List LoRA adapters", description=LIST_LORAS_DESCRIPTION,
+        arguments=NoArguments, output=LoraList, handler=list_loras,
+        annotations=_annotations(read_only=True, idempotent=True),
+    )
