@@ -146,6 +146,21 @@ def test_the_infotext_keeps_the_tags_adds_the_entries_and_lora_hashes(
                                      f"film: {hashlib.sha256(b'film').hexdigest()[:12]}")
 
 
+@pytest.mark.parametrize(("scheduler", "sampler", "schedule"), [
+    ("euler-trailing", "Euler", "SGM Uniform"), ("lcm", "LCM", None), ("tcd", "TCD", None)])
+def test_a_draft_infotext_names_the_draft_sampler_as_a1111_does(
+    make_settings: Callable[..., Any], scheduler: str, sampler: str, schedule: str | None
+) -> None:
+    settings = make_settings(draft_scheduler=scheduler)
+    request = GenerationRequest(prompt="a fox", quality="draft", num_inference_steps=4,
+                                guidance_scale=1.0)
+    params = InfotextParams(prompt=request.prompt, steps=4, cfg_scale=1.0, seed=1,
+                            width=64, height=64, model="m")
+    parsed = parse_infotext(format_infotext(with_loras(params, settings, request)))
+    assert parsed["Sampler"] == sampler
+    assert parsed.get("Schedule type") == schedule
+
+
 def test_draft_source_reads_a_file_or_a_hub_id(tmp_path: Path) -> None:
     file = fake_safetensors(tmp_path / "lightning.safetensors")
     assert draft_source(str(file)) == (str(tmp_path), "lightning.safetensors")

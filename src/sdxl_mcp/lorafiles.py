@@ -110,8 +110,16 @@ def draft_source(value: str) -> tuple[str, str | None]:
     return value, None
 
 
+#: A1111's sampler and schedule names for each draft scheduler.
+DRAFT_SAMPLERS: dict[str, tuple[str, str | None]] = {
+    "euler-trailing": ("Euler", "SGM Uniform"), "lcm": ("LCM", None), "tcd": ("TCD", None)}
+
+
 def with_loras(params: InfotextParams, settings: Settings, request: Any) -> InfotextParams:
     """``params`` with the request's LoRAs written the A1111 way (see the guarantees)."""
+    if getattr(request, "quality", None) == "draft":
+        sampler, schedule = DRAFT_SAMPLERS[settings.draft_scheduler]
+        params = dataclasses.replace(params, sampler=sampler, schedule_type=schedule)
     refs = requested_loras(request.prompt, request.loras)
     if not refs:
         return params

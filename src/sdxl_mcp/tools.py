@@ -314,10 +314,8 @@ def tool_specs(settings: Settings) -> list[ToolSpec]:
         ToolSpec(
             name="get_generation",
             title="Follow a job",
-            description=(
-                "Follow a generate/edit/vary job: status and eta_s while running, the "
-                "Result when done."
-            ),
+            description="Follow a generate/edit/vary job: status and eta_s while running, "
+            "the Result when done.",
             arguments=wait_arguments(settings.max_wait_s),
             output=GenerationResult,
             handler=get_generation,
@@ -350,25 +348,19 @@ def tool_specs(settings: Settings) -> list[ToolSpec]:
         ToolSpec(
             name="gpu_status",
             title="GPU and engine status",
-            description=(
-                "GPUs (memory, temperature, use), precision, engine state (loading, ready, "
-                "failed), queue: for slow or failing generations."
-            ),
+            description="GPUs (memory, temperature, use), precision, engine state (loading, "
+            "ready, failed), queue: for slow or failing generations.",
             arguments=NoArguments,
             output=GpuStatus,
             handler=gpu_status,
-            brief={"EngineStatus": (
-                "state", "error", "device", "dtype", "load_time_s")},
+            brief={"EngineStatus": ("state", "error", "device", "dtype", "load_time_s")},
             annotations=_annotations(read_only=True, idempotent=True),
         ),
         ToolSpec(
             name="find_images",
             title="Find library images",
-            description=(
-                "Images this server already has (generated or downloaded), newest first. "
-                "Call first: reuse beats a new image. Hits carry the image_id other tools "
-                "take."
-            ),
+            description="Images this server already has (generated or downloaded), newest "
+            "first. Call first: reuse beats a new image. Hits carry the image_id other tools take.",
             arguments=FindImagesRequest,
             output=FindImagesResult,
             handler=find_images,

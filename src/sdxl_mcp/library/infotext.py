@@ -41,6 +41,8 @@ class InfotextParams:
     negative_prompt: str | None = None
     steps: int
     sampler: str = "Euler"
+    #: A1111's ``Schedule type`` (draft mode's trailing timesteps are its "SGM Uniform").
+    schedule_type: str | None = None
     cfg_scale: float
     seed: int
     width: int
@@ -93,6 +95,7 @@ def format_infotext(params: InfotextParams) -> str:
     pairs: list[tuple[str, str]] = [
         ("Steps", str(params.steps)),
         ("Sampler", params.sampler),
+        *([("Schedule type", params.schedule_type)] if params.schedule_type else []),
         ("CFG scale", _fmt_number(params.cfg_scale)),
         ("Seed", str(params.seed)),
         ("Size", f"{params.width}x{params.height}"),
