@@ -291,10 +291,12 @@ BRIEF_RESULT: Mapping[str, tuple[str, ...]] = {
 BRIEF_CANCEL: Mapping[str, tuple[str, ...]] = {"GenerationResult": _JOB}
 BRIEF_VARY: Mapping[str, tuple[str, ...]] = {
     "GenerationResult": ("status", "message", "image_id", "path", "seed")}
-#: generate_image lists the whole Result but the fields only an edit fills.
+#: generate_image lists the Result but the fields only an edit fills and those an
+#: agent does not act on (the seed's image_url/image repeat path; they still come back).
 FULL_RESULT: Mapping[str, tuple[str, ...]] = {"GenerationResult": tuple(
-    name for name in GenerationResult.model_fields
-    if name not in ("source_image_id", "mask_image_id"))}
+    name for name in GenerationResult.model_fields if name not in (
+        "source_image_id", "mask_image_id", "image_url", "image", "metadata_path",
+        "device", "refiner_error", "cached"))}
 
 
 def tool_specs(settings: Settings) -> list[ToolSpec]:

@@ -6,7 +6,8 @@ the tests check:
 * :func:`compact_input` keeps every name, type, bound, enum, default other than
   null, and description; it drops pydantic's titles and ``default: null``, and
   writes "X or null" as one ``type: [X, "null"]`` (with ``null`` added to an
-  enum) instead of an ``anyOf`` pair. A field with a published default other
+  enum, which then stands without the ``type`` its values say) instead of an
+  ``anyOf`` pair. A field with a published default other
   than null is listed as plain X: null still means that default to the server,
   but a model has no reason to send it, so the schema does not spend words on it.
 * :func:`compact_output` also drops descriptions, every default and
@@ -45,6 +46,7 @@ def compact_input(schema: dict[str, Any]) -> dict[str, Any]:
     out = _walk(copy.deepcopy(schema), drop={"title"}, drop_null_default=True)
     for prop in out.get("properties", {}).values():
         _drop_null_beside_default(prop)
+    _drop_enum_types(out)
     return _inline_single_use_defs(out)
 
 
@@ -57,10 +59,15 @@ def compact_output(
     out = _trim(copy.deepcopy(schema), brief or {})
     out = _walk(out, drop={"title", "description", "default", "required"},
                 drop_null_default=True)
-    for node in _objects(out):
+    _drop_enum_types(out)
+    return _inline_single_use_defs(out)
+
+
+def _drop_enum_types(schema: dict[str, Any]) -> None:
+    """An enum of strings says its type already (JSON Schema checks the values)."""
+    for node in _objects(schema):
         if "enum" in node and node.get("type") in ("string", ["string", "null"]):
             del node["type"]
-    return _inline_single_use_defs(out)
 
 
 def _objects(node: Any) -> Iterable[dict[str, Any]]:

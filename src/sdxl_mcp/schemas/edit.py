@@ -73,7 +73,8 @@ class EditRequest(BaseModel):
     use_refinement: bool = Field(True, description="Refine after the edit.")
     loras: tuple[LoraRef, ...] = Field(
         (), max_length=MAX_LORAS,
-        description="Up to 4 LoRAs; skips the refiner unless use_refinement is given.",
+        description="Up to 4 names from list_loras; skips the refiner unless "
+        "use_refinement is set.",
     )
 
     @model_validator(mode="before")

@@ -93,7 +93,8 @@ class GenerationRequest(BaseModel):
     )
     loras: tuple[LoraRef, ...] = Field(
         (), max_length=MAX_LORAS,
-        description="Up to 4 LoRAs; skips the refiner unless use_refinement is given.",
+        description="Up to 4 names from list_loras; skips the refiner unless "
+        "use_refinement is set.",
     )
 
     @field_validator("aspect_ratio", mode="before")

@@ -53,7 +53,7 @@ LoraName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
 class LoraRef(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    name: LoraName = Field(description="A name from list_loras.")
+    name: LoraName  # a name list_loras gives (said by the loras fields)
     weight: float = Field(1.0, ge=0.0, le=MAX_WEIGHT)
 
     @field_validator("name")

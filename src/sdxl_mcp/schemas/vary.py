@@ -74,7 +74,8 @@ class VaryRequest(BaseModel):
     high_noise_frac: float | None = Field(None, ge=0.5, le=0.95)
     refiner_steps: int | None = Field(None, ge=1, le=100)
     refiner_strength: float | None = Field(None, ge=0.05, le=1.0)
-    loras: tuple[LoraRef, ...] | None = Field(None, max_length=MAX_LORAS, description="[]: none.")
+    loras: tuple[LoraRef, ...] | None = Field(
+        None, max_length=MAX_LORAS, description="list_loras names; []: none.")
 
     def overrides(self) -> dict[str, Any]:
         """The Request fields given (not null), as JSON values."""
