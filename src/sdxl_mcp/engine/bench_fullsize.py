@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from sdxl_mcp.engine.bench_draft import draft_tables
 from sdxl_mcp.engine.bench_pipelines import Timer, build_base_unet, build_pipelines, build_vae
 from sdxl_mcp.engine.devices import TORCH_DTYPES, speed_up_unet
 from sdxl_mcp.engine.schedules import sequential_refiner_schedule
@@ -84,6 +85,7 @@ def full_size(args: argparse.Namespace) -> dict[str, Any] | None:
             f"speed settings: base UNet, one CFG step at {args.size}²": speed,
             f"VAE decode at {args.size}² (random weights: 'finite' shows the path, "
             "not the real VAE's fp16 behaviour)": decode,
+            **draft_tables(args, device, say),
         },
     }
 
