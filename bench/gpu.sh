@@ -6,9 +6,13 @@
 # Creates a venv (.venv-gpu), installs the CUDA build of torch and sdxl-mcp, runs
 # `sdxl-mcp bench --full-size` (real SDXL configs, random weights: no download, the
 # real FLOPs) for fp32, fp16 and bf16, and writes the JSON and a log into OUT_DIR.
-# Budget: under 8 minutes on an H100 (install ~2-3 min, the three dtypes ~2 min, the
+# The same pass times the drafts-and-LoRA table (engine/bench_draft.py: 4-step Euler
+# trailing at guidance 1.0, and 50-step CFG, without and with a random LoRA of
+# SDXL-Lightning's shape, rank 64 on 788 layers; active, disabled, fused).
+# Budget: under 9 minutes on an H100 (install ~2-3 min, the three dtypes ~2 min, the
 # speed-settings table ~1 min plus torch.compile ~1-2 min, the edit and the variations
-# one-by-one-vs-batched tables ~1 min, estimated). SKIP_COMPILE=1 drops compile.
+# one-by-one-vs-batched tables ~1 min, drafts and LoRA ~1 min, estimated).
+# SKIP_COMPILE=1 drops compile.
 # Offline machines: pre-populate a wheel folder and set PIP_FIND_LINKS / PIP_NO_INDEX.
 set -euo pipefail
 out=${1:?usage: bench/gpu.sh OUT_DIR}

@@ -147,6 +147,7 @@ def test_full_size_report_has_the_speed_settings_and_vae_tables(
     variations = next(rows for title, rows in tables.items() if title.startswith("variations"))
     assert [r["mode"] for r in variations] == ["one by one", "batched"]
     assert any(title.startswith("edit: img2img") for title in tables)
+    assert any(title.startswith("drafts and LoRA") for title in tables)  # bench_draft
 
 
 def test_the_bench_package_and_its_parser_load_neither_torch_nor_the_mcp_sdk() -> None:
@@ -158,3 +159,57 @@ def test_the_bench_package_and_its_parser_load_neither_torch_nor_the_mcp_sdk() -
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["False", "False"]
+
+
+# ------------------------------------------------- drafts and LoRA (engine.bench_draft)
+def test_draft_and_lora_rows_run_on_the_tiny_configs(tiny_models: tuple) -> None:
+    from sdxl_mcp.engine.bench_draft import draft_run
+
+    rows = draft_run(device="cpu", dtype_name="fp32", size=64, kind="tiny", draft_steps=2,
+                     regular_steps=1, rank=4)
+    by_name = {r["row"]: r for r in rows}
+    assert list(by_name) == [
+        "draft 2 steps, no LoRA", "regular 1 steps + CFG, no LoRA",
+        "draft 2 steps, LoRA active (unfused, as the engine runs it)",
+        "regular 1 steps + CFG, LoRA active", "regular 1 steps + CFG, LoRA loaded but disabled",
+        "draft 2 steps, LoRA fused into the weights"]
+    draft = by_name["draft 2 steps, LoRA active (unfused, as the engine runs it)"]
+    assert draft["scheduler"] == "EulerDiscreteScheduler trailing" and draft["guidance"] == 1.0
+    assert draft["lora"].startswith("active: rank 4,")
+    assert by_name["regular 1 steps + CFG, no LoRA"]["scheduler"] == "EulerDiscreteScheduler"
+    assert all(r["denoise_s"] > 0 and r["decode_s"] > 0 and r["vs_no_lora"] for r in rows)
+
+
+def test_the_bench_lora_has_sdxl_lightnings_shape_on_the_real_unet() -> None:
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    from sdxl_mcp.engine.bench_draft import attach_lightning_shaped_lora
+    from sdxl_mcp.engine.bench_pipelines import model_config
+
+    with torch.device("meta"):  # the real architecture, no memory
+        unet = UNet2DConditionModel.from_config(model_config("base_unet", "sdxl"))
+    shape = attach_lightning_shaped_lora(unet)
+    # sdxl_lightning_4step_lora.safetensors: 788 layers at rank 64, 394 MB in fp16.
+    assert shape == {"layers": 788, "params": 196_751_360}
+
+
+def test_the_bench_lora_changes_the_unets_output_when_active(tiny_models: tuple) -> None:
+    import torch
+
+    from sdxl_mcp.engine.bench_draft import ADAPTER, attach_lightning_shaped_lora
+    from sdxl_mcp.engine.bench_fullsize import _unet_inputs
+    from sdxl_mcp.engine.bench_pipelines import build_base_unet
+
+    unet = build_base_unet("tiny", "cpu", torch.float32)
+    inputs = _unet_inputs(unet, 64, "cpu", torch.float32)
+    with torch.inference_mode():
+        plain = unet(**inputs)[0]
+    attach_lightning_shaped_lora(unet, rank=4)
+    unet.set_adapters([ADAPTER], weights=[1.0])
+    with torch.inference_mode():
+        active = unet(**inputs)[0]
+        unet.disable_adapters()
+        disabled = unet(**inputs)[0]
+    assert not torch.allclose(active, plain)
+    assert torch.equal(disabled, plain)

@@ -6,9 +6,10 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from sdxl_mcp.preview import PREVIEW_MAX_BYTES, preview_jpeg, preview_jpeg_image
+from sdxl_mcp.preview import PREVIEW_MAX_BYTES, preview_jpeg, preview_jpeg_image, while_previewing
 
 
 def _decode(data: bytes) -> Image.Image:
@@ -56,3 +57,20 @@ def test_a_preview_can_be_made_from_a_saved_png(tmp_path: Path) -> None:
     path = tmp_path / "image.png"
     Image.new("RGB", (1024, 512), (50, 60, 70)).save(path)
     assert _decode(preview_jpeg(path)).size == (512, 256)
+
+
+def test_while_previewing_returns_the_work_and_the_preview() -> None:
+    source = Image.new("RGB", (1024, 512), (10, 120, 200))
+    out, preview = while_previewing(source, lambda: "saved")
+    assert out == "saved"
+    assert _decode(preview).size == (512, 256)
+
+
+def test_while_previewing_raises_the_works_error_once_the_preview_is_done() -> None:
+    source = Image.new("RGB", (64, 64))
+
+    def failing_save() -> str:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        while_previewing(source, failing_save)

@@ -210,14 +210,12 @@ def test_failed_fsync_leaves_nothing_and_raises_storage_error(
 def test_failed_encode_leaves_nothing_and_raises_storage_error(
     store: ImageStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    image = _image()
-
-    def broken_save(*args: object, **kwargs: object) -> None:
+    def broken_encoder(*args: object, **kwargs: object) -> bytes:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(image, "save", broken_save)
+    monkeypatch.setattr(files, "encode_png", broken_encoder)
     with pytest.raises(StorageError, match="No space left on device"):
-        store.save_image(image, seed=1, infotext="x")
+        store.save_image(_image(), seed=1, infotext="x")
     assert _leftovers(store.output_dir) == []
 
 

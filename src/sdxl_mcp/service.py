@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from functools import partial
 from pathlib import Path
 from typing import Any, Self
 
@@ -46,7 +47,7 @@ from sdxl_mcp.jobtable import JobTable
 from sdxl_mcp.library import ImageStore
 from sdxl_mcp.libraryflow import Library
 from sdxl_mcp.loraflow import admit, list_loras, warn_missing_dirs
-from sdxl_mcp.preview import preview_jpeg, preview_jpeg_image
+from sdxl_mcp.preview import preview_jpeg, while_previewing
 from sdxl_mcp.schemas import (
     EditRequest,
     GenerationRequest,
@@ -298,14 +299,18 @@ class ImageService:
             output.timings.get("model_load", 0.0) + building_s, 4)
         if isinstance(request, EditRequest):
             assert job.edit is not None
-            result = save_edit(self.store, self.settings, job.id, request, job.edit, output,
-                               job.queue_wait_s)
+            save = partial(save_edit, self.store, self.settings, job.id, request, job.edit,
+                           output, job.queue_wait_s)
         else:
-            result = save_generation(self.store, self.settings, job.id, request, output,
-                                     job.queue_wait_s)
-        if self.make_previews and result.path:
-            # From the in-memory image: half the cost of decoding the PNG again.
-            self._previews[result.path] = preview_jpeg_image(output.image)
+            save = partial(save_generation, self.store, self.settings, job.id, request, output,
+                           job.queue_wait_s)
+        if not self.make_previews:
+            return save()
+        # From the in-memory image (half the cost of decoding the PNG again), made
+        # while the PNG is encoded; the file is complete before the result is returned.
+        result, preview = while_previewing(output.image, save)
+        if result.path:
+            self._previews[result.path] = preview
             while len(self._previews) > PREVIEW_CACHE_SIZE:
                 self._previews.popitem(last=False)
         return result

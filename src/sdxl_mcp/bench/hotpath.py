@@ -1,12 +1,16 @@
 """``--hotpath``: median ms of each step the server adds after the engine returns an image.
 
-PNG save at three compression levels, the preview JPEG (from the file and from
-memory), the result model and its JSON, the atomic sidecar write and the
-catalog insert, each timed on its own with the server's own functions. The
-image is noise (like the tiny model's output): the worst case for PNG. The
-export rows (``export_image``) start from a photo-like image (a smooth
-gradient, shapes and a little grain), since noise is no web photo. No engine,
-no torch.
+PNG save (imagecodecs, the default encoder, at levels 0, 1 and 6, and Pillow at
+level 1: the encoder without imagecodecs, and the default before it), each on
+noise (like the tiny model's output: the worst case for PNG) and on a
+photo-like image (a smooth gradient, shapes and a little grain), with the
+file's size; the preview JPEG (from the file and from memory), the result
+model and its JSON, the atomic sidecar write and the catalog insert; and
+"after the engine, all of it": the server's own ``save_generation`` (PNG,
+sidecar, catalog row, Result) with the preview made beside it
+(``preview.while_previewing``), as a generation for an MCP caller runs them.
+Each is timed on its own with the server's own functions. The export rows
+(``export_image``) start from the photo-like image. No engine, no torch.
 """
 
 from __future__ import annotations
@@ -17,34 +21,53 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 
 def hotpath(size: int, runs: int) -> dict[str, Any]:
-    """At least three runs; per step the median and minimum milliseconds."""
+    """At least three runs; per step the median and minimum milliseconds (and bytes)."""
     import numpy as np
     from PIL import Image
 
-    from sdxl_mcp.library import CatalogRecord, ImageStore
+    from sdxl_mcp.library import CatalogRecord, ImageStore, png
     from sdxl_mcp.preview import preview_jpeg, preview_jpeg_image
     from sdxl_mcp.schemas import GenerationResult, ImageInfo
 
     rng = np.random.default_rng(0)
-    image = Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+    images = {"noise": Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)),
+              "photo-like": _photo_like(size)}
+    image = images["noise"]
     tmp = Path(tempfile.mkdtemp(prefix="sdxl-bench-"))
     store = ImageStore(tmp)
     timings: dict[str, list[float]] = {}
+    sizes: dict[str, int] = {}
 
     def timed(name: str, fn: Any) -> Any:
         started = time.perf_counter()
         out = fn()
         timings.setdefault(name, []).append((time.perf_counter() - started) * 1000)
+        if hasattr(out, "bytes_written"):
+            sizes[name] = out.bytes_written
         return out
 
+    def save(picture: Any, i: int, level: int) -> Any:
+        return store.save_image(picture, seed=i, infotext="x", compress_level=level)
+
+    after_engine = _after_engine(store, tmp)
+    encoder = "imagecodecs" if png.fast_encoder_available() else "Pillow (no imagecodecs)"
+
     def once(i: int) -> None:
-        for level in (0, 1, 6):
-            saved = timed(f"png save, compress_level={level}",
-                          lambda level=level: store.save_image(  # type: ignore[misc]
-                              image, seed=i, infotext="x", compress_level=level))
+        for label, picture in images.items():
+            for level in (0, 1, 6):
+                used = encoder if level <= png.FAST_MAX_LEVEL else "Pillow, as above level 3"
+                timed(f"png save {label}, level {level} ({used})",
+                      lambda p=picture, lv=level: save(p, i, lv))  # type: ignore[misc]
+            with mock.patch.object(png, "_codecs", False):  # as without imagecodecs
+                timed(f"png save {label}, level 1, Pillow (no imagecodecs; before)",
+                      lambda p=picture: save(p, i, 1))  # type: ignore[misc]
+            timed(f"after the engine, all of it: {label} (save_generation ‖ preview)",
+                  lambda p=picture: after_engine(p, i))  # type: ignore[misc]
+        saved = save(image, i, 1)
         timed("preview JPEG ≤512 px, from the file", lambda: preview_jpeg(saved.path))
         timed("preview JPEG ≤512 px, from memory", lambda: preview_jpeg_image(image))
         result = timed("result model + JSON", lambda: GenerationResult(
@@ -62,8 +85,35 @@ def hotpath(size: int, runs: int) -> dict[str, Any]:
         export_steps()
     store.close()
     rows = [{"step": name, "median_ms": round(statistics.median(v), 2),
-             "min_ms": round(min(v), 2)} for name, v in timings.items()]
-    return {"benchmark": "hotpath", "size": size, "runs": max(3, runs), "table": rows}
+             "min_ms": round(min(v), 2), "bytes": sizes.get(name)}
+            for name, v in timings.items()]
+    return {"benchmark": "hotpath", "size": size, "runs": max(3, runs), "encoder": encoder,
+            "table": rows}
+
+
+def _after_engine(store: Any, tmp: Path) -> Any:
+    """What a generation runs once the engine has returned: ``save_generation`` + preview."""
+    from sdxl_mcp.archive import save_generation
+    from sdxl_mcp.backend import EngineOutput
+    from sdxl_mcp.preview import while_previewing
+    from sdxl_mcp.schemas import GenerationRequest
+    from sdxl_mcp.settings import Settings
+
+    settings = Settings(_env_file=None, output_dir=tmp, log_dir=tmp / "logs",  # type: ignore[call-arg]
+                        preload=False)
+    request = GenerationRequest(prompt="a lighthouse on a cliff at dusk, storm, highly detailed",
+                                negative_prompt="blurry", seed=1)
+
+    def run(picture: Any, i: int) -> bytes:
+        output = EngineOutput(
+            image=picture, seed=i, steps_base=16, steps_refiner=4, refined=True,
+            refiner_error=None, precision="fp16", device="cuda", base_model="base",
+            refiner_model="refiner", timings={"base": 1.0, "refiner": 0.2, "decode": 0.1})
+        # As ImageService._make runs them for an MCP caller: the preview beside the save.
+        return while_previewing(picture, lambda: save_generation(
+            store, settings, f"job-{i}", request, output, 0.0))[1]
+
+    return run
 
 
 def _photo_like(size: int) -> Any:

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from sdxl_mcp.engine.bench_draft import draft_tables
 from sdxl_mcp.engine.bench_edits import edit_run, variations_run
 from sdxl_mcp.engine.bench_pipelines import Timer, build_base_unet, build_pipelines, build_vae
 from sdxl_mcp.engine.devices import TORCH_DTYPES, speed_up_unet
@@ -93,7 +94,7 @@ def full_size(args: argparse.Namespace) -> dict[str, Any] | None:
         "benchmark": "full_size",
         "models": args.models,
         "table": rows,
-        "tables": tables,
+        "tables": {**tables, **draft_tables(args, device, say)},
     }
 
 

@@ -10,13 +10,15 @@ Guarantees this module gives the rest of the server:
 * on any failure nothing partial is left behind and a :class:`StorageError`
   with an actionable sentence is raised;
 * every PNG carries its generation parameters in a ``parameters`` text chunk
-  (:mod:`sdxl_mcp.library.infotext`);
+  (:mod:`sdxl_mcp.library.infotext`); the bytes come from
+  :func:`sdxl_mcp.library.png.encode_png` (imagecodecs, or Pillow);
 * sidecar ``.json`` files are replaced atomically; leftover temp files from a
   crash are removed at start-up (:meth:`FileStore.cleanup_temp_files`);
 * only plain, safe file names directly in the output directory are resolved.
 
 Every system call that writes goes through this module's ``os`` (the fault
-tests replace it here and nothing else). No torch: stdlib and pillow only.
+tests replace it here and nothing else). No torch: stdlib, pillow (and
+imagecodecs where installed, for the PNG bytes).
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import io
 import json
 import logging
 import os
@@ -38,10 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
-from PIL.PngImagePlugin import PngInfo
 
 from sdxl_mcp.errors import StorageError
-from sdxl_mcp.library.infotext import PARAMETERS_CHUNK
+from sdxl_mcp.library.png import encode_png
 
 logger = logging.getLogger(__name__)
 
@@ -260,18 +260,13 @@ class FileStore:
         stem = f"{prefix}_{_utc_stamp()}" + ("" if seed is None else f"_{seed}")
         try:
             # Encode in memory first: an encoder error then never touches the disk.
-            buffer = io.BytesIO()
-            pnginfo = PngInfo()
-            if infotext is not None:
-                pnginfo.add_text(PARAMETERS_CHUNK, infotext)
-            image.save(buffer, format="PNG", pnginfo=pnginfo, compress_level=compress_level)
+            data = encode_png(image, infotext, compress_level)
         except Exception as exc:
             logger.error("Encoding %s as PNG failed: %s", stem, exc)
             raise StorageError(
                 f"Could not save the image to {self.output_dir}: {_reason(exc)}. "
                 f"{StorageError.HINT}"
             ) from exc
-        data = buffer.getvalue()
         path = self._store(data, stem, ".png")
         saved = SavedImage(
             path=path,
