@@ -607,9 +607,14 @@ NEGATIVE_OPERATIONS = [("/api/media/generate-image", "POST"), ("/api/media/jobs/
 #: get a 422 that says one of them: "not blank after trimming" (JSON Schema regex
 #: dialects disagree on what whitespace is), aspect_ratio *or* width/height (null
 #: for either means its default, which JSON Schema cannot tie together), and an
-#: image reference must name an image this server may read.
+#: image reference must name an image this server may read; A1111 emphasis and
+#: <lora:...> tags inside a prompt (a grammar, not a pattern); LoRA names exist only
+#: at run time; fewer than 20 steps and draft mode need each other (and a setting).
 PROSE_ONLY = ("must not be empty", "cannot be combined with width or height",
-              "must be an image_id")
+              "must be an image_id", "for a literal bracket", "emphasis weights must be",
+              "which is not a number", "prompt: the weight of", "is not <lora:name>",
+              "unknown LoRA", "is given twice", "LoRAs per request", "a LoRA name is",
+              'steps only with quality "draft"', "needs SDXL_MCP_DRAFT_LORA")
 
 
 @pytest.mark.parametrize(
