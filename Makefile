@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)
 
 test: venv
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 # An MCP client spawns `sdxl-mcp serve` over stdio and generates with the tiny model.
 demo: venv
