@@ -8,9 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
-from sdxl_mcp.library import parse_infotext
+from sdxl_mcp.archive import save_generation
+from sdxl_mcp.backend import EngineOutput
+from sdxl_mcp.library import ImageStore, parse_infotext
+from sdxl_mcp.schemas import GenerationRequest
+from sdxl_mcp.settings import Settings
 
 
 def run_cli(*args: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -139,11 +144,25 @@ def test_the_cli_module_imports_nothing_from_the_engine() -> None:
     assert not {name for name in imported if name.startswith("sdxl_mcp.engine")}
 
 
+def _catalogued_source(tmp_path: Path) -> Path:
+    """A generated image in the CLI's library, catalogued in-process (one subprocess less)."""
+    settings = Settings(_env_file=None, output_dir=tmp_path / "images",  # type: ignore[call-arg]
+                        log_dir=tmp_path / "logs", preload=False)
+    request = GenerationRequest(prompt="a red fox", seed=1, width=256, height=256,
+                                num_inference_steps=20, use_refinement=False)
+    pixels = np.random.default_rng(1).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    output = EngineOutput(image=Image.fromarray(pixels), seed=1, steps_base=20, steps_refiner=0,
+                          refined=False, refiner_error=None, precision="fp32", device="cpu",
+                          base_model="tiny-random", refiner_model=None)
+    with ImageStore(settings.output_dir) as store:
+        result = save_generation(store, settings, "job-source", request, output, 0.0)
+    assert result.path is not None
+    return Path(result.path)
+
+
 def test_vary_prints_each_path_and_its_timings(tiny_models: tuple, tmp_path: Path) -> None:
-    source = run_cli("generate", "a red fox", "--seed", "1", "--width", "256", "--height",
-                     "256", "--steps", "20", "--no-refine", "--no-progress", tmp_path=tmp_path)
-    assert source.returncode == 0, source.stderr
-    proc = run_cli("vary", source.stdout.splitlines()[0], "--count", "2", "--seed", "5",
+    source = _catalogued_source(tmp_path)
+    proc = run_cli("vary", str(source), "--count", "2", "--seed", "5",
                    "--no-progress", tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()

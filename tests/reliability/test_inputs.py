@@ -582,7 +582,7 @@ OPERATIONS = [
     ("/healthz", "GET"),
     ("/openapi.json", "GET"),
 ]
-FUZZ_EXAMPLES = 50
+FUZZ_EXAMPLES = 30
 
 
 @pytest.fixture(scope="module")
