@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tests.test_engine import failing_forward
+from tests.reliability.support_faults import failing_forward
 
 from sdxl_mcp.backend import CancelToken, ProgressEvent
 from sdxl_mcp.engine.edit import base_schedule, output_size

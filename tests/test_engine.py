@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from tests.reliability.support_faults import failing_forward
 
 from sdxl_mcp.backend import CancelToken, ProgressEvent
 from sdxl_mcp.engine.sdxl import SDXLEngine, sequential_refiner_schedule
@@ -23,20 +24,6 @@ def request(**fields: Any) -> GenerationRequest:
 
 def pixels(image: Any) -> np.ndarray:
     return np.asarray(image)
-
-
-def failing_forward(module: torch.nn.Module, error: Exception, times: int) -> Callable[..., Any]:
-    """A forward that raises ``error`` for its first ``times`` calls, then works."""
-    original = module.forward
-    calls = {"n": 0}
-
-    def forward(*args: Any, **kwargs: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] <= times:
-            raise error
-        return original(*args, **kwargs)
-
-    return forward
 
 
 # ---------------------------------------------------------------- modes
