@@ -124,6 +124,8 @@ def test_bench_writes_json_with_the_command(tmp_path: Path) -> None:
     assert data["command"].startswith("sdxl-mcp bench --hotpath")
     assert data["machine"]["cpus"] and data["date"]
     assert "git_commit" in data["machine"]
+    one, five, fifteen = data["load_average_at_start"]  # Linux has one
+    assert min(one, five, fifteen) >= 0
     assert "catalog insert" in proc.stdout
 
 

@@ -69,8 +69,11 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     """
     import anyio
 
-    from sdxl_mcp.bench.report import write_report
+    from sdxl_mcp.bench.report import load_average, write_report
 
+    # Taken before the benchmark loads the machine itself: a shared VM's
+    # figures mean little without it.
+    load_at_start = load_average()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.steps is None:
         args.steps = 50 if args.full_size else 20
@@ -108,6 +111,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
             return 2
         report, name = full, "full_size"
     command = list(argv) if argv is not None else sys.argv[2:]
+    report["load_average_at_start"] = load_at_start
     path = write_report(report, name, args.out, command=" ".join([PROG, *command]))
     sys.stdout.write(f"\nresults: {path}\n")
     return 0

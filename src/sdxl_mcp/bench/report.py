@@ -2,7 +2,9 @@
 
 Every report written names its command, the machine, the date (UTC) and the
 checkout's commit (``+dirty`` for local changes under ``src/``; ``None`` from an
-installed package), so a figure can be traced to the code that produced it.
+installed package), so a figure can be traced to the code that produced it;
+``sdxl-mcp bench`` adds the load average it started under (1, 5 and 15 minutes),
+so "a quiet machine" can be checked.
 Stdlib only.
 """
 
@@ -39,6 +41,14 @@ def machine_facts() -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(),
         "git_commit": _git_commit(),
     }
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages, or None where the OS has none (Windows)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
 
 
 def _git_commit() -> str | None:

@@ -78,9 +78,8 @@ def encode_png(image: Image.Image, infotext: str | None, compress_level: int) ->
     else:
         data = codecs.png_encode(pixels, level=compress_level, filter=codecs.PNG.FILTER.PAETH,
                                  strategy=codecs.PNG.STRATEGY.RLE)
-    data = bytes(data)
     if infotext is None:
-        return data
+        return bytes(data)
     return insert_text_chunk(data, PARAMETERS_CHUNK, infotext)
 
 
@@ -116,6 +115,7 @@ def insert_text_chunk(png: bytes, keyword: str, text: str) -> bytes:
     while offset + 8 <= len(png):
         (length,) = struct.unpack_from(">I", png, offset)
         if png[offset + 4:offset + 8] == b"IDAT":
-            return png[:offset] + text_chunk(keyword, text) + png[offset:]
+            whole = memoryview(png)  # one copy of the image data, not two
+            return b"".join((whole[:offset], text_chunk(keyword, text), whole[offset:]))
         offset += 12 + length  # length, type, data, CRC
     raise ValueError("not a PNG: no IDAT chunk")
