@@ -215,3 +215,39 @@ def test_the_bench_lora_changes_the_unets_output_when_active(tiny_models: tuple)
         disabled = unet(**inputs)[0]
     assert not torch.allclose(active, plain)
     assert torch.equal(disabled, plain)
+
+
+def test_hotpath_times_a_given_picture_like_the_photo_like_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    from PIL import Image
+
+    from sdxl_mcp.bench.hotpath import hotpath
+
+    picture = tmp_path / "holiday.jpg"
+    Image.new("RGB", (90, 40), (200, 120, 40)).save(picture)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    report = hotpath(48, 1, [picture])
+    rows = {row["step"]: row for row in report["table"]}
+    saved = rows["png save holiday.jpg, level 1 (imagecodecs)"]
+    assert saved["bytes"] > 0 and saved["median_ms"] > 0
+    assert "after the engine, all of it: holiday.jpg (save_generation ‖ preview)" in rows
+    assert list(scratch.iterdir()) == []  # its PNGs are gone with it
+
+
+def test_hotpath_refuses_an_image_it_cannot_read_in_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "notes.png"
+    bad.write_text("not a picture")
+    proc = subprocess.run(
+        [sys.executable, "-m", "sdxl_mcp.cli", "bench", "--hotpath", "--size", "32",
+         "--image", str(bad), "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        f"sdxl-mcp: error: --image {bad}: not a picture")
+    assert not list((tmp_path / "out").glob("*.json"))

@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("bench_results"),
                         help="folder for the JSON results")
     parser.add_argument("--concurrency", type=int, default=4, help="--scaling: parallel calls")
+    parser.add_argument("--image", dest="images", type=Path, action="append", default=[],
+                        metavar="PATH", help="--hotpath: also time this picture, resized to "
+                        "--size² (repeatable)")
     parser.add_argument("--dtypes", default="fp32,fp16,bf16", help="--full-size dtypes")
     parser.add_argument("--device", default="cuda", help="--full-size device")
     parser.add_argument("--force", action="store_true",
@@ -74,6 +77,9 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     # Taken before the benchmark loads the machine itself: a shared VM's
     # figures mean little without it.
     load_at_start = load_average()
+    if args.images and not args.hotpath:
+        sys.stderr.write("sdxl-mcp: error: --image is for --hotpath only\n")
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     if args.steps is None:
         args.steps = 50 if args.full_size else 20
@@ -96,7 +102,11 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     elif args.hotpath:
         from sdxl_mcp.bench.hotpath import hotpath
 
-        report = hotpath(args.size, args.runs)
+        try:
+            report = hotpath(args.size, args.runs, args.images)
+        except ValueError as exc:  # an --image Pillow cannot read
+            sys.stderr.write(f"sdxl-mcp: error: {exc}\n")
+            return 2
         name = "hotpath"
     elif args.sweep:
         from sdxl_mcp.bench.sweep import sweep

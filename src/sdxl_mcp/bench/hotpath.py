@@ -3,8 +3,9 @@
 PNG save (imagecodecs, the default encoder, at levels 0, 1 and 6, and Pillow at
 level 1: the encoder without imagecodecs, and the default before it), each on
 noise (like the tiny model's output: the worst case for PNG) and on a
-photo-like image (a smooth gradient, shapes and a little grain), with the
-file's size; the preview JPEG (from the file and from memory), the result
+photo-like image (a smooth gradient, shapes and a little grain), and on each
+``--image`` given (resized to the bench's size: a real photograph, or an
+engine's output), with the file's size; the preview JPEG (from the file and from memory), the result
 model and its JSON, the atomic sidecar write and the catalog insert; and
 "after the engine, all of it": the server's own ``save_generation`` (PNG,
 sidecar, catalog row, Result) with the preview made beside it
@@ -16,16 +17,21 @@ Each is timed on its own with the server's own functions. The export rows
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
 
-def hotpath(size: int, runs: int) -> dict[str, Any]:
-    """At least three runs; per step the median and minimum milliseconds (and bytes)."""
+def hotpath(size: int, runs: int, extra_images: Sequence[Path] = ()) -> dict[str, Any]:
+    """At least three runs; per step the median and minimum milliseconds (and bytes).
+
+    ``extra_images`` are timed like the photo-like image, each under its file name.
+    """
     import numpy as np
     from PIL import Image
 
@@ -36,6 +42,8 @@ def hotpath(size: int, runs: int) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     images = {"noise": Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)),
               "photo-like": _photo_like(size)}
+    for path in extra_images:
+        images[Path(path).name] = _load(Path(path), size)
     image = images["noise"]
     tmp = Path(tempfile.mkdtemp(prefix="sdxl-bench-"))
     store = ImageStore(tmp)
@@ -79,11 +87,14 @@ def hotpath(size: int, runs: int) -> dict[str, Any]:
         timed("catalog insert (SQLite WAL)", lambda: store.catalog.add(
             CatalogRecord.from_saved(saved, prompt="x", seed=i, result_json=result)))
 
-    export_steps = _export_steps(store, size, timed)
-    for i in range(max(3, runs)):
-        once(i)
-        export_steps()
-    store.close()
+    try:
+        export_steps = _export_steps(store, size, timed)
+        for i in range(max(3, runs)):
+            once(i)
+            export_steps()
+    finally:
+        store.close()
+        shutil.rmtree(tmp, ignore_errors=True)  # hundreds of MB of PNGs at 1024²
     rows = [{"step": name, "median_ms": round(statistics.median(v), 2),
              "min_ms": round(min(v), 2), "bytes": sizes.get(name)}
             for name, v in timings.items()]
@@ -114,6 +125,17 @@ def _after_engine(store: Any, tmp: Path) -> Any:
             store, settings, f"job-{i}", request, output, 0.0))[1]
 
     return run
+
+
+def _load(path: Path, size: int) -> Any:
+    """The picture at ``path`` as RGB, resized to ``size``²; ValueError names a bad file."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as picture:
+            return picture.convert("RGB").resize((size, size), Image.Resampling.LANCZOS)
+    except (OSError, UnidentifiedImageError) as exc:
+        raise ValueError(f"--image {path}: not a picture Pillow can read ({exc})") from None
 
 
 def _photo_like(size: int) -> Any:
