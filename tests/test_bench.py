@@ -233,7 +233,7 @@ def test_hotpath_times_a_given_picture_like_the_photo_like_one(
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     report = hotpath(48, 1, [picture])
     rows = {row["step"]: row for row in report["table"]}
-    saved = rows["png save holiday.jpg, level 1 (imagecodecs)"]
+    saved = rows["png save holiday.jpg, level 1 (libpng + zlib-ng)"]
     assert saved["bytes"] > 0 and saved["median_ms"] > 0
     assert "after the engine, all of it: holiday.jpg (save_generation ‖ preview)" in rows
     assert list(scratch.iterdir()) == []  # its PNGs are gone with it

@@ -16,7 +16,7 @@ from PIL import Image
 
 from sdxl_mcp.bench.hotpath import _photo_like
 from sdxl_mcp.library import png
-from sdxl_mcp.library.png import encode_png, insert_text_chunk
+from sdxl_mcp.library.png import encode_png
 
 INFOTEXT = 'a lighthouse, "storm": dusk\nNegative prompt: blurry\nSteps: 20, Seed: 7'
 UNICODE_INFOTEXT = "ein Leuchtturm im Sturm, 灯台, ☂\nSteps: 20, Seed: 7"
@@ -45,7 +45,7 @@ def _chunks(data: bytes) -> list[tuple[bytes, bytes, int]]:
 
 @pytest.fixture
 def pillow_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """As in the light install: imagecodecs cannot be imported."""
+    """As in the light install: imagecodecs and zlib-ng cannot be imported."""
     monkeypatch.setattr(png, "_codecs", False)
 
 
@@ -97,6 +97,69 @@ def test_no_infotext_writes_no_text_chunk(no_pillow_encoder: None) -> None:
     assert b"tEXt" not in kinds and b"iTXt" not in kinds
 
 
+@pytest.fixture
+def four_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four deflate parts even for a small image, as on a machine with four cores."""
+    monkeypatch.setattr(png, "_cpus", lambda: 4)
+    monkeypatch.setattr(png, "_MIN_PART_BYTES", 1000)
+
+
+@pytest.mark.parametrize("level", [1, 3])
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
+def test_rows_deflated_in_four_parts_decode_to_the_same_pixels(
+    mode: str, level: int, four_parts: None, no_pillow_encoder: None
+) -> None:
+    image = _noise(mode, (83, 61))  # rows that do not split evenly into four
+    data = encode_png(image, INFOTEXT, level)
+    (idat,) = [body for kind, body, _ in _chunks(data) if kind == b"IDAT"]
+    rows = zlib.decompress(idat)  # one zlib stream: its Adler-32 checks the joined parts
+    assert len(rows) == image.height * (1 + image.width * len(mode))
+    with Image.open(io.BytesIO(data)) as decoded:
+        assert decoded.info["parameters"] == INFOTEXT
+        assert np.array_equal(np.asarray(decoded), np.asarray(image))
+
+
+def test_a_1024_square_photo_is_split_per_core_and_as_small_as_libpngs_own_encode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import imagecodecs
+    from zlib_ng import zlib_ng
+
+    real = zlib_ng.compressobj
+    parts: list[int] = []
+    monkeypatch.setattr(zlib_ng, "compressobj", lambda *a: parts.append(1) or real(*a))
+    image = _photo_like(1024)
+    data = encode_png(image, None, 1)
+    assert len(parts) == min(4, png._cpus())  # 3 MiB of rows: a part for each core
+    single = imagecodecs.png_encode(np.asarray(image), level=1,
+                                    filter=imagecodecs.PNG.FILTER.PAETH,
+                                    strategy=imagecodecs.PNG.STRATEGY.RLE)
+    assert len(data) <= len(single) * 1.001
+    with Image.open(io.BytesIO(data)) as decoded:
+        assert np.array_equal(np.asarray(decoded), np.asarray(image))
+
+
+def test_a_part_that_fails_to_deflate_fails_the_encode(
+    four_parts: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zlib_ng import zlib_ng
+
+    real = zlib_ng.compressobj
+    made: list[int] = []
+
+    def third_fails(*args: object) -> object:
+        made.append(1)
+        if len(made) == 3:
+            raise MemoryError("deflate state")
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(zlib_ng, "compressobj", third_fails)
+    with pytest.raises(MemoryError, match="deflate state"):
+        encode_png(_noise("RGB", (83, 61)), None, 1)
+    monkeypatch.setattr(zlib_ng, "compressobj", real)
+    encode_png(_noise("RGB", (83, 61)), None, 1)  # the parts' pool still works
+
+
 def test_photo_like_default_file_is_no_larger_than_pillows_level_1() -> None:
     image = _photo_like(256)
     fast = encode_png(image, INFOTEXT, 1)
@@ -139,8 +202,8 @@ def test_a_level_outside_0_to_9_is_refused() -> None:
         encode_png(_noise("RGB"), None, 10)
 
 
-def test_inserting_into_bytes_that_are_not_a_png_is_refused() -> None:
+def test_bytes_that_are_not_a_png_are_refused_before_any_chunk_is_written() -> None:
     with pytest.raises(ValueError, match="signature"):
-        insert_text_chunk(b"GIF89a...", "parameters", "x")
+        png._split_at_image_data(b"GIF89a...")
     with pytest.raises(ValueError, match="no IDAT"):
-        insert_text_chunk(png.PNG_SIGNATURE, "parameters", "x")
+        png._split_at_image_data(png.PNG_SIGNATURE)

@@ -139,7 +139,8 @@ class Settings(BaseSettings):
         "auto", description="vary_image: the images in one pipeline call (auto: on CUDA only)"
     )
     png_compress_level: int = Field(
-        1, ge=0, le=9, description="zlib level for saved PNGs (1-3: imagecodecs, fast; 4-9: Pillow)"
+        1, ge=0, le=9,
+        description="zlib level for saved PNGs (0-3: libpng + zlib-ng, fast; 4-9: Pillow)"
     )
     lora_dirs: Annotated[list[Path], NoDecode] = Field(
         default_factory=default_lora_dirs,

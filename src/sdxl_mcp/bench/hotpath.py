@@ -1,7 +1,7 @@
 """``--hotpath``: median ms of each step the server adds after the engine returns an image.
 
-PNG save (imagecodecs, the default encoder, at levels 0, 1 and 6, and Pillow at
-level 1: the encoder without imagecodecs, and the default before it), each on
+PNG save (the fast encoder, libpng + zlib-ng, at levels 0, 1 and 6, and Pillow at
+level 1: the encoder without them, and the default before it), each on
 noise (like the tiny model's output: the worst case for PNG) and on a
 photo-like image (a smooth gradient, shapes and a little grain), and on each
 ``--image`` given (resized to the bench's size: a real photograph, or an
@@ -62,7 +62,8 @@ def hotpath(size: int, runs: int, extra_images: Sequence[Path] = ()) -> dict[str
         return store.save_image(picture, seed=i, infotext="x", compress_level=level)
 
     after_engine = _after_engine(store, tmp)
-    encoder = "imagecodecs" if png.fast_encoder_available() else "Pillow (no imagecodecs)"
+    encoder = ("libpng + zlib-ng" if png.fast_encoder_available()
+               else "Pillow (no imagecodecs or zlib-ng)")
 
     def once(i: int) -> None:
         for label, picture in images.items():
@@ -70,8 +71,8 @@ def hotpath(size: int, runs: int, extra_images: Sequence[Path] = ()) -> dict[str
                 used = encoder if level <= png.FAST_MAX_LEVEL else "Pillow, as above level 3"
                 timed(f"png save {label}, level {level} ({used})",
                       lambda p=picture, lv=level: save(p, i, lv))  # type: ignore[misc]
-            with mock.patch.object(png, "_codecs", False):  # as without imagecodecs
-                timed(f"png save {label}, level 1, Pillow (no imagecodecs; before)",
+            with mock.patch.object(png, "_codecs", False):  # as without the fast encoder
+                timed(f"png save {label}, level 1, Pillow (the light install; before)",
                       lambda p=picture: save(p, i, 1))  # type: ignore[misc]
             timed(f"after the engine, all of it: {label} (save_generation ‖ preview)",
                   lambda p=picture: after_engine(p, i))  # type: ignore[misc]
