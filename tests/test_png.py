@@ -139,6 +139,36 @@ def test_a_1024_square_photo_is_split_per_core_and_as_small_as_libpngs_own_encod
         assert np.array_equal(np.asarray(decoded), np.asarray(image))
 
 
+def _flat_art(size: int = 512) -> Image.Image:
+    """Solid shapes and small text on a plain ground, like a flat illustration."""
+    from PIL import ImageDraw
+
+    image = Image.new("RGB", (size, size), (246, 244, 238))
+    draw = ImageDraw.Draw(image)
+    rng = np.random.default_rng(5)
+    for _ in range(30):
+        x0, y0 = (int(v) for v in rng.integers(0, size, 2))
+        w, h = (int(v) for v in rng.integers(8, size // 3, 2))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        draw.rectangle([x0, y0, x0 + w, y0 + h], fill=colour)
+    for y in range(0, size, 24):
+        draw.text((10, y), f"flat vector illustration, a lighthouse {y}", fill=(20, 20, 20))
+    return image
+
+
+def test_flat_art_is_deflated_with_matches_and_stays_near_pillows_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    image = _flat_art()
+    data = encode_png(image, None, 1)
+    monkeypatch.setattr(png, "_FLAT_RATIO", 0.0)  # RLE only, as for photos
+    rle_only = encode_png(image, None, 1)
+    assert len(data) < 0.9 * len(rle_only)
+    assert len(data) <= 1.05 * len(png._pillow_png(image, None, 1))
+    with Image.open(io.BytesIO(data)) as decoded:
+        assert np.array_equal(np.asarray(decoded), np.asarray(image))
+
+
 def test_a_part_that_fails_to_deflate_fails_the_encode(
     four_parts: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
