@@ -11,7 +11,7 @@ Guarantees this module gives the rest of the server:
   with an actionable sentence is raised;
 * every PNG carries its generation parameters in a ``parameters`` text chunk
   (:mod:`sdxl_mcp.library.infotext`); the bytes come from
-  :func:`sdxl_mcp.library.png.encode_png` (imagecodecs, or Pillow);
+  :func:`sdxl_mcp.library.png.encode_png` (libpng + zlib-ng, or Pillow);
 * sidecar ``.json`` files are replaced atomically; leftover temp files from a
   crash are removed at start-up (:meth:`FileStore.cleanup_temp_files`);
 * only plain, safe file names directly in the output directory are resolved.
