@@ -114,9 +114,9 @@ def test_gpu_reports_the_precision_decision(tiny_models: tuple, tmp_path: Path) 
 
 # ------------------------------------------------------------------- vary
 def test_vary_flags_map_to_the_vary_request_fields() -> None:
-    from sdxl_mcp.cli import _VARY_OPTIONS, _parser
+    from sdxl_mcp.cliargs import VARY_FIELDS, build_parser
 
-    args = _parser().parse_args([
+    args = build_parser().parse_args([
         "vary", "img_abc", "--count", "3", "--seed", "5", "--prompt", "at dusk",
         "--negative-prompt", "blurry", "--steps", "25", "--guidance", "6", "--aspect", "16:9",
         "--no-refine", "--refiner-mode", "sequential", "--json"])
@@ -126,9 +126,63 @@ def test_vary_flags_map_to_the_vary_request_fields() -> None:
     assert (args.guidance_scale, args.aspect_ratio, args.use_refinement) == (6.0, "16:9", False)
     assert args.refiner_mode == "sequential" and args.json
     # Flags not given stay None: the source's values are kept.
-    plain = _parser().parse_args(["vary", "img_abc"])
-    assert all(getattr(plain, name) is None for name in _VARY_OPTIONS)
-    assert _parser().parse_args(["vary", "img_abc", "--refine"]).use_refinement is True
+    plain = build_parser().parse_args(["vary", "img_abc"])
+    assert all(getattr(plain, name) is None for name in VARY_FIELDS)
+    assert build_parser().parse_args(["vary", "img_abc", "--refine"]).use_refinement is True
+
+
+def test_flags_left_out_leave_the_requests_own_defaults() -> None:
+    from sdxl_mcp.cliargs import EDIT_FIELDS, GENERATE_FIELDS, build_parser, request_fields
+    from sdxl_mcp.schemas import EditRequest
+
+    generate = build_parser().parse_args(["generate", "a red fox"])
+    assert request_fields(generate, GENERATE_FIELDS) == {}
+    assert GenerationRequest(prompt="a red fox", **request_fields(
+        generate, GENERATE_FIELDS)) == GenerationRequest(prompt="a red fox")
+    edit = build_parser().parse_args(["edit", "img_abc", "at dusk", "--strength", "0.4"])
+    assert request_fields(edit, EDIT_FIELDS) == {"strength": 0.4}
+    assert EditRequest(image="img_abc", prompt="at dusk", **request_fields(
+        edit, EDIT_FIELDS)).strength == 0.4
+
+
+def test_every_quality_preset_is_a_choice_for_generate_and_vary() -> None:
+    from typing import get_args
+
+    from sdxl_mcp.cliargs import build_parser
+    from sdxl_mcp.schemas.fields import QualityPreset
+
+    for preset in get_args(QualityPreset):
+        assert build_parser().parse_args(["generate", "x", "--quality", preset]).quality == preset
+        assert build_parser().parse_args(["vary", "img_a", "--quality", preset]).quality == preset
+    assert "draft" in get_args(QualityPreset)
+
+
+def test_lora_flags_fill_the_loras_field_in_order() -> None:
+    from sdxl_mcp.cliargs import GENERATE_FIELDS, build_parser, request_fields
+
+    args = build_parser().parse_args(
+        ["generate", "a red fox", "--lora", "watercolor:0.6", "--lora", "film-grain"])
+    request = GenerationRequest(prompt="a red fox", **request_fields(args, GENERATE_FIELDS))
+    assert [(ref.name, ref.weight) for ref in request.loras] == [
+        ("watercolor", 0.6), ("film-grain", 1.0)]
+    edit = build_parser().parse_args(["edit", "img_a", "x", "--lora", "watercolor"])
+    vary = build_parser().parse_args(["vary", "img_a", "--lora", "watercolor:2"])
+    assert edit.loras == [{"name": "watercolor"}]
+    assert vary.loras == [{"name": "watercolor", "weight": 2.0}]
+
+
+def test_a_lora_weight_that_is_not_a_number_is_one_usage_line(tmp_path: Path) -> None:
+    bad = run_cli("generate", "x", "--lora", "watercolor:heavy", tmp_path=tmp_path)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert "--lora is NAME or NAME:WEIGHT with a number for the weight, got " \
+        "'watercolor:heavy'" in bad.stderr.splitlines()[-1]
+
+
+def test_a_lora_weight_out_of_range_is_the_requests_own_error(tmp_path: Path) -> None:
+    bad = run_cli("generate", "x", "--lora", "watercolor:3", tmp_path=tmp_path)
+    assert bad.returncode == 2 and bad.stdout == ""
+    (line,) = [line for line in bad.stderr.splitlines() if "sdxl-mcp: error" in line]
+    assert "loras" in line and "weight" in line
 
 
 def test_the_cli_module_imports_nothing_from_the_engine() -> None:

@@ -1,4 +1,4 @@
-"""Command line: reads Settings once, then runs one command.
+"""Command line: reads Settings once, then runs one command (arguments: ``cliargs``).
 
 stdout carries only results (paths, timings, JSON); logs and progress bars
 go to stderr. Failures exit non-zero with one clear line on stderr.
@@ -19,7 +19,13 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from sdxl_mcp import __version__
+from sdxl_mcp.cliargs import (
+    EDIT_FIELDS,
+    GENERATE_FIELDS,
+    VARY_FIELDS,
+    build_parser,
+    request_fields,
+)
 from sdxl_mcp.errors import SdxlMcpError
 from sdxl_mcp.logs import setup_logging
 from sdxl_mcp.schemas import (
@@ -35,118 +41,13 @@ log = logging.getLogger("sdxl_mcp.cli")
 T = TypeVar("T")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="sdxl-mcp",
-        description="Images for LLM agents: Pexels stock photos or local SDXL base + refiner.",
-    )
-    parser.add_argument("--version", action="version", version=f"sdxl-mcp {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    gen = sub.add_parser("generate", help="generate one image and print its path and timings")
-    gen.add_argument("prompt")
-    gen.add_argument("--negative-prompt", dest="negative_prompt")
-    gen.add_argument("--quality", choices=["high", "medium", "fast"])
-    gen.add_argument("--steps", dest="num_inference_steps", type=int)
-    gen.add_argument("--guidance", dest="guidance_scale", type=float)
-    gen.add_argument("--width", type=int)
-    gen.add_argument("--height", type=int)
-    gen.add_argument("--seed", type=int)
-    gen.add_argument("--aspect", dest="aspect_ratio", metavar="RATIO",
-                     help="an SDXL size instead of --width/--height: 1:1, 16:9, 9:16, 4:3, "
-                     "3:4, 3:2, 2:3, 21:9, 1.91:1")
-    gen.add_argument("--no-reuse", dest="reuse", action="store_false", default=None,
-                     help="generate even if an identical request (same seed) is catalogued")
-    gen.add_argument("--no-refine", dest="use_refinement", action="store_false", default=None)
-    gen.add_argument("--fast-decode", dest="high_quality", action="store_false", default=None,
-                     help="let a fp16-safe VAE decode in the engine precision")
-    gen.add_argument("--refiner-mode", choices=["ensemble", "sequential"])
-    gen.add_argument("--high-noise-frac", type=float)
-    gen.add_argument("--refiner-steps", type=int)
-    gen.add_argument("--refiner-strength", type=float)
-    gen.add_argument("--json", action="store_true", help="print the full Result as JSON")
-    gen.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-    edit = sub.add_parser("edit", help="edit an image (img2img; inpainting with --mask)")
-    edit.add_argument("image", help="an image_id, image:// URI or an allowed absolute path")
-    edit.add_argument("prompt")
-    edit.add_argument("--mask", help="white = repaint, black = keep (same reference forms)")
-    edit.add_argument("--strength", type=float)
-    edit.add_argument("--negative-prompt", dest="negative_prompt")
-    edit.add_argument("--seed", type=int)
-    edit.add_argument("--steps", dest="num_inference_steps", type=int)
-    edit.add_argument("--guidance", dest="guidance_scale", type=float)
-    edit.add_argument("--no-refine", dest="use_refinement", action="store_false", default=None)
-    edit.add_argument("--json", action="store_true", help="print the full Result as JSON")
-    edit.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-    vary = sub.add_parser("vary", help="re-run a generated image's request with new seeds")
-    vary.add_argument("image", help="a generated image: image_id, image:// URI or its path")
-    vary.add_argument("--count", type=int, help="how many variations (1-4, default 1)")
-    vary.add_argument("--seed", type=int, help="first seed (then seed+1, ...); default random")
-    vary.add_argument("--prompt", help="a new prompt (default: the source's)")
-    vary.add_argument("--negative-prompt", dest="negative_prompt")
-    vary.add_argument("--quality", choices=["high", "medium", "fast"])
-    vary.add_argument("--steps", dest="num_inference_steps", type=int)
-    vary.add_argument("--guidance", dest="guidance_scale", type=float)
-    vary.add_argument("--width", type=int)
-    vary.add_argument("--height", type=int)
-    vary.add_argument("--aspect", dest="aspect_ratio", metavar="RATIO",
-                      help="an SDXL size instead of --width/--height (as for generate)")
-    vary.add_argument("--refine", dest="use_refinement", action=argparse.BooleanOptionalAction,
-                      default=None, help="run the refiner or not (default: as the source)")
-    vary.add_argument("--fast-decode", dest="high_quality", action="store_false", default=None,
-                      help="let a fp16-safe VAE decode in the engine precision")
-    vary.add_argument("--refiner-mode", choices=["ensemble", "sequential"])
-    vary.add_argument("--high-noise-frac", type=float)
-    vary.add_argument("--refiner-steps", type=int)
-    vary.add_argument("--refiner-strength", type=float)
-    vary.add_argument("--json", action="store_true", help="print the full answer as JSON")
-    vary.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-    sub.add_parser("gpu", help="print device facts and the precision decision")
-
-    stock = sub.add_parser("stock", help="search Pexels for free stock photos")
-    stock.add_argument("query")
-    stock.add_argument("--orientation", choices=["landscape", "portrait", "square"])
-    stock.add_argument("--size", choices=["large", "medium", "small"])
-    stock.add_argument("--color")
-    stock.add_argument("--per-page", dest="per_page", type=int, default=5)
-    stock.add_argument("--page", type=int, default=1)
-    stock.add_argument("--no-download", dest="download", action="store_false")
-    stock.add_argument("--json", action="store_true", help="print the full result as JSON")
-
-    serve = sub.add_parser("serve", help="run the MCP server (stdio, or --http)")
-    serve.add_argument("--http", action="store_true",
-                       help="streamable HTTP at /mcp plus the REST API, instead of stdio")
-    serve.add_argument("--host", help="HTTP bind address (default SDXL_MCP_HTTP_HOST)")
-    serve.add_argument("--port", type=int, help="HTTP port (default SDXL_MCP_HTTP_PORT)")
-
-    # The bench parses its own arguments: `serve` never imports the harness.
-    bench = sub.add_parser("bench", add_help=False,
-                           help="measure overhead, start-up, GPU speed (see bench --help)")
-    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
-
-    tiny = sub.add_parser("make-tiny-models", help="write tiny random-weight SDXL models")
-    tiny.add_argument("directory", type=Path)
-    return parser
-
-
-_REQUEST_OPTIONS = (
-    "negative_prompt", "quality", "num_inference_steps", "guidance_scale", "width", "height",
-    "seed", "use_refinement", "high_quality", "refiner_mode", "high_noise_frac",
-    "refiner_steps", "refiner_strength", "aspect_ratio", "reuse",
-)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:
         from sdxl_mcp.bench.cli import main as bench_main
 
         return bench_main(argv[1:])
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
         setup_logging(
@@ -184,39 +85,28 @@ def _secrets(settings: Settings) -> list[str]:
     return [s.get_secret_value() for s in (settings.pexels_api_key, settings.http_token) if s]
 
 
-_EDIT_OPTIONS = ("mask", "strength", "negative_prompt", "seed", "num_inference_steps",
-                 "guidance_scale", "use_refinement")
-
-
 def _generate(settings: Settings, args: argparse.Namespace) -> int:
-    fields: dict[str, Any] = {k: getattr(args, k) for k in _REQUEST_OPTIONS}
     try:
-        request = GenerationRequest(prompt=args.prompt, **fields)
+        request = GenerationRequest(prompt=args.prompt,
+                                    **request_fields(args, GENERATE_FIELDS))
     except ValidationError as exc:
         return _fail(describe_validation_error(exc), code=2)
     return _run_job(settings, args, request)
 
 
 def _edit(settings: Settings, args: argparse.Namespace) -> int:
-    fields: dict[str, Any] = {k: getattr(args, k) for k in _EDIT_OPTIONS}
     try:
-        request = EditRequest(image=args.image, prompt=args.prompt, **fields)
+        request = EditRequest(image=args.image, prompt=args.prompt,
+                              **request_fields(args, EDIT_FIELDS))
     except ValidationError as exc:
         return _fail(describe_validation_error(exc), code=2)
     return _run_job(settings, args, request)
 
 
-_VARY_OPTIONS = ("count", "seed", "prompt", "negative_prompt", "quality", "num_inference_steps",
-                 "guidance_scale", "width", "height", "aspect_ratio", "use_refinement",
-                 "high_quality", "refiner_mode", "high_noise_frac", "refiner_steps",
-                 "refiner_strength")
-
-
 def _vary(settings: Settings, args: argparse.Namespace) -> int:
     """``count`` variations as one job; each path and its timings (or the JSON answer)."""
-    fields = {k: getattr(args, k) for k in _VARY_OPTIONS if getattr(args, k) is not None}
     try:
-        request = VaryRequest(image=args.image, **fields)
+        request = VaryRequest(image=args.image, **request_fields(args, VARY_FIELDS))
     except ValidationError as exc:
         return _fail(describe_validation_error(exc), code=2)
     answer = _with_service(settings, args, lambda service, on_progress: service.vary(
