@@ -1,7 +1,7 @@
 """The ``edit_image`` MCP tool's handler and description (its row is in ``tools``).
 
 Kept apart so ``tools`` stays small. An edit is a job like a generation: the
-handler runs it through ``tools.with_progress``, so it has the same progress
+handler runs it through ``toolresults.with_progress``, so it has the same progress
 notifications, client cancel, job handle past MAX_WAIT_S, preview and
 resource link as ``generate_image``. Errors (``SdxlMcpError``) become
 ``isError`` results of one sentence naming the argument.
@@ -15,6 +15,7 @@ from mcp.types import CallToolResult
 
 from sdxl_mcp.schemas import EditRequest
 from sdxl_mcp.service import ImageService
+from sdxl_mcp.toolresults import log_to_client, with_progress
 
 EDIT_DESCRIPTION = (
     "Change an image (generated or stock): no mask = image-to-image; a mask = inpaint "
@@ -24,10 +25,7 @@ EDIT_DESCRIPTION = (
 
 
 async def edit_image(ctx: Any, svc: ImageService, request: EditRequest) -> CallToolResult:
-    # tools imports this module for its table; the helper is read at call time.
-    from sdxl_mcp.tools import _log, with_progress
-
     kind = "Inpainting" if request.mask is not None else "Editing"
-    await _log(ctx, "info", f"{kind} {request.image} (strength {request.strength:g}, "
+    await log_to_client(ctx, "info", f"{kind} {request.image} (strength {request.strength:g}, "
                f"{request.num_inference_steps} steps)")
     return await with_progress(ctx, svc, lambda p: svc.edit(request, on_progress=p))

@@ -7,15 +7,13 @@ Kept apart so ``tools`` stays small: ``tools.tool_specs`` lists
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mcp.types import CallToolResult, TextContent
 
 from sdxl_mcp.schemas.loras import LoraList
 from sdxl_mcp.service import ImageService
-
-if TYPE_CHECKING:
-    from sdxl_mcp.tools import ToolSpec
+from sdxl_mcp.toolspec import NoArguments, ToolSpec, tool_annotations
 
 LIST_LORAS_DESCRIPTION = (
     "The SDXL LoRAs this server has: use a name in `loras` (generate_image, edit_image, "
@@ -34,11 +32,9 @@ async def list_loras(ctx: Any, svc: ImageService, _: Any) -> CallToolResult:
 
 
 def list_loras_spec() -> ToolSpec:
-    """The table row of ``list_loras`` (imported late: ``tools`` imports this module)."""
-    from sdxl_mcp.tools import NoArguments, ToolSpec, _annotations
-
+    """The table row of ``list_loras``."""
     return ToolSpec(
         name="list_loras", title="List LoRA adapters", description=LIST_LORAS_DESCRIPTION,
         arguments=NoArguments, output=LoraList, handler=list_loras,
-        annotations=_annotations(read_only=True, idempotent=True),
+        annotations=tool_annotations(read_only=True, idempotent=True),
     )
