@@ -41,8 +41,8 @@ from PIL import Image
 
 from sdxl_mcp.backend import CancelToken, EngineOutput, ProgressCallback
 from sdxl_mcp.engine.prompts import encode_prompts
+from sdxl_mcp.engine.refinestage import run_refiner
 from sdxl_mcp.engine.schedules import StepReporter, sequential_refiner_schedule
-from sdxl_mcp.errors import Cancelled
 from sdxl_mcp.schemas import EditRequest
 
 if TYPE_CHECKING:
@@ -146,20 +146,15 @@ def run_edit(
     engine._sync()
     timings["base"] = round(time.perf_counter() - t0, 4)
 
-    refined, refiner_error, steps_refiner = False, None, 0
+    refining = None
     if refiner is not None:
-        if cancel.cancelled:
-            raise Cancelled(f"Edit {cancel.reason} between the base and refiner stages.")
-        refine_reporter = StepReporter("refiner", refiner_total, reporter.steps_run, total,
-                                       on_progress, cancel)
-        t1 = time.perf_counter()
         args = {**common, **prompts.refiner, "strength": EDIT_REFINER_STRENGTH,
                 "num_inference_steps": sequential_refiner_schedule(refiner_total,
                                                                    EDIT_REFINER_STRENGTH)}
-        latents, refined, refiner_error = engine._refine(refiner, latents, refine_reporter, args)
-        steps_refiner = refine_reporter.steps_run if refined else 0
-        engine._sync()
-        timings["refiner"] = round(time.perf_counter() - t1, 4)
+        refining = run_refiner(refiner, latents, args, job="Edit", steps=refiner_total,
+                               done=reporter.steps_run, total=total, on_progress=on_progress,
+                               cancel=cancel, timings=timings, sync=engine._sync)
+        latents = refining.latents
 
     t2 = time.perf_counter()
     result = engine._with_oom_retry("decode", lambda: engine._decode(latents, True))
@@ -171,9 +166,9 @@ def run_edit(
         image=result,
         seed=seed,
         steps_base=reporter.steps_run,
-        steps_refiner=steps_refiner,
-        refined=refined,
-        refiner_error=refiner_error,
+        steps_refiner=refining.steps if refining else 0,
+        refined=bool(refining and refining.refined),
+        refiner_error=refining.error if refining else None,
         precision=decision.dtype,
         device=decision.device,
         base_model=engine.settings.base_model,

@@ -44,6 +44,7 @@ from sdxl_mcp.engine.lora import LoraAdapters
 from sdxl_mcp.engine.precision import PrecisionDecision
 from sdxl_mcp.engine.prompts import encode_prompts
 from sdxl_mcp.engine.quiet import quiet_libraries
+from sdxl_mcp.engine.refinestage import first_line, run_refiner
 from sdxl_mcp.engine.schedules import StepReporter, sequential_refiner_schedule
 from sdxl_mcp.errors import (
     Cancelled,
@@ -137,7 +138,7 @@ class SDXLEngine(BatchMixin):
         """Free what was loaded; anything not ours becomes ModelUnavailable."""
         if not isinstance(exc, SdxlMcpError):  # anything else from diffusers/torch
             log.exception("Model loading failed")
-            exc = ModelUnavailable(f"Model loading failed: {_first_line(exc)}")
+            exc = ModelUnavailable(f"Model loading failed: {first_line(exc)}")
         self._base = self._refiner = None
         free_device_memory()
         log.error("%s", exc.message)
@@ -224,7 +225,7 @@ class SDXLEngine(BatchMixin):
                                         denoising_start=0.5, **common).images
             self._vae_decode(latents[:, :, :8, :8], fp32=True)
         except Exception as exc:  # a failed warm-up must not block serving
-            log.warning("Warm-up generation failed (serving anyway): %s", _first_line(exc))
+            log.warning("Warm-up generation failed (serving anyway): %s", first_line(exc))
             return
         log.info("Warm-up done in %.2f s", time.perf_counter() - started)
 
@@ -293,14 +294,8 @@ class SDXLEngine(BatchMixin):
         self._sync()
         timings["base"] = round(time.perf_counter() - t0, 4)
 
-        refined, refiner_error, steps_refiner = False, None, 0
+        stage = None
         if refiner is not None:
-            if cancel.cancelled:
-                raise Cancelled(f"Generation {cancel.reason} between the base and refiner stages.")
-            reporter = StepReporter(
-                "refiner", refiner_total, base_reporter.steps_run, total, on_progress, cancel
-            )
-            t1 = time.perf_counter()
             stage_args: dict[str, Any] = (
                 {"num_inference_steps": request.num_inference_steps,
                  "denoising_start": request.high_noise_frac}
@@ -308,11 +303,12 @@ class SDXLEngine(BatchMixin):
                 else {"num_inference_steps": refiner_schedule,
                       "strength": request.refiner_strength}
             )
-            latents, refined, refiner_error = self._refine(
-                refiner, latents, reporter, {**common, **prompts.refiner, **stage_args})
-            steps_refiner = reporter.steps_run if refined else 0
-            self._sync()
-            timings["refiner"] = round(time.perf_counter() - t1, 4)
+            stage = run_refiner(
+                refiner, latents, {**common, **prompts.refiner, **stage_args},
+                job="Generation", steps=refiner_total, done=base_reporter.steps_run,
+                total=total, on_progress=on_progress, cancel=cancel, timings=timings,
+                sync=self._sync)
+            latents = stage.latents
 
         t2 = time.perf_counter()
         images = self._with_oom_retry("decode", lambda: [
@@ -322,9 +318,9 @@ class SDXLEngine(BatchMixin):
             image=image,
             seed=s,
             steps_base=base_reporter.steps_run,
-            steps_refiner=steps_refiner,
-            refined=refined,
-            refiner_error=refiner_error,
+            steps_refiner=stage.steps if stage else 0,
+            refined=bool(stage and stage.refined),
+            refiner_error=stage.error if stage else None,
             precision=self._decision.dtype,
             device=self._decision.device,
             base_model=self.settings.base_model,
@@ -333,26 +329,6 @@ class SDXLEngine(BatchMixin):
             notes=list(notes),
             **prompts.counts,
         ) for s, image in zip(seeds or [seed], images, strict=True)]
-
-    def _refine(
-        self, refiner: Any, latents: torch.Tensor, reporter: StepReporter, args: dict[str, Any]
-    ) -> tuple[torch.Tensor, bool, str | None]:
-        """The refiner stage: (latents, refined, refiner_error); a failure keeps the base's."""
-        refined_latents = None
-        failure: str | None = None
-        try:
-            refined_latents = refiner(image=latents, callback_on_step_end=reporter, **args).images
-        except Cancelled:
-            raise
-        except Exception as exc:
-            # Never lose the base result: log, then decode the base latents.
-            failure = ("out of memory: " if is_out_of_memory(exc) else "") + _first_line(exc)
-            log.warning("Refinement failed: %s", failure)
-        if failure is not None:
-            free_device_memory()  # outside the except block: frames are released
-            return latents, False, failure
-        assert refined_latents is not None
-        return refined_latents, True, None
 
     def edit(
         self,
@@ -475,12 +451,6 @@ class SDXLEngine(BatchMixin):
             torch.cuda.synchronize()
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    line = text[0] if text else type(exc).__name__
-    return line[:300]
-
-
 def _from_pretrained(cls: Any, path: str, setting: str, ref: str, **kwargs: Any) -> Any:
     try:
         return cls.from_pretrained(path, **kwargs)
@@ -492,7 +462,7 @@ def _from_pretrained(cls: Any, path: str, setting: str, ref: str, **kwargs: Any)
             ) from None
         log.error("Loading %s=%r failed: %s", setting, ref, exc)
         raise ModelUnavailable(
-            f"Could not load {setting}={ref!r}: {_first_line(exc)} Set {setting} to a local "
+            f"Could not load {setting}={ref!r}: {first_line(exc)} Set {setting} to a local "
             "diffusers folder or a Hugging Face id this machine can download "
             "('tiny-random' is the built-in test model)."
         ) from None
