@@ -10,44 +10,36 @@ resolver (``library.resolver``), by the service.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Any
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
-    StringConstraints,
     field_validator,
     model_validator,
 )
 
 from sdxl_mcp.schemas.fields import (
-    _NO_NUL,
+    REQUEST_CONFIG,
     SEED_MAX,
+    ImageReference,
     NegativePrompt,
     Prompt,
-    _publish_null_means_default,
     _short,
     prompt_text,
     without_default_nulls,
 )
 from sdxl_mcp.schemas.loras import MAX_LORAS, LoraRef, check_loras, skip_refiner_for_loras
 
-__all__ = ["MAX_STRENGTH", "MIN_STRENGTH", "EditRequest", "ImageReference"]
+__all__ = ["MAX_STRENGTH", "MIN_STRENGTH", "EditRequest"]
 
 MIN_STRENGTH, MAX_STRENGTH = 0.05, 1.0
-ImageReference = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4096), _NO_NUL
-]
 
 
 class EditRequest(BaseModel):
     """Arguments of ``edit_image``: image-to-image, or inpainting with a mask."""
 
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, allow_inf_nan=False,
-        json_schema_extra=_publish_null_means_default,
-    )
+    model_config = REQUEST_CONFIG
 
     image: ImageReference = Field(
         description="image_id, image:// URI or allowed path (stock photos too)."

@@ -12,7 +12,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     StringConstraints,
     field_validator,
@@ -21,7 +20,8 @@ from pydantic import (
 
 from sdxl_mcp.schemas.fields import (
     _NO_NUL,
-    _publish_null_means_default,
+    REQUEST_CONFIG,
+    ImageReference,
     _short,
     without_default_nulls,
 )
@@ -47,14 +47,9 @@ AltText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500
 class ExportRequest(BaseModel):
     """Arguments of ``export_image`` (DESIGN.md "Web-ready export")."""
 
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, allow_inf_nan=False,
-        json_schema_extra=_publish_null_means_default,
-    )
+    model_config = REQUEST_CONFIG
 
-    image: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4096), _NO_NUL
-    ] = Field(description="image_id, image:// URI or allowed path.")
+    image: ImageReference = Field(description="image_id, image:// URI or allowed path.")
     preset: ExportPreset = Field(
         "og", description="og 1200x630, hero 1600x900, square 1080x1080, thumbnail 400x400, "
         "original (same size)."

@@ -1,5 +1,6 @@
-"""Shared pieces of the request models: presets, aspect ratios, prompt types, the
-one "null means the default" rule, and the one-sentence wording of validation errors.
+"""Shared pieces of the request models: presets, aspect ratios, prompt and image
+reference types, the one configuration and "null means the default" rule, and the
+one-sentence wording of validation errors.
 
 Bounds live in pydantic, so every transport rejects the same inputs with the same
 words. Nothing is clamped or rounded: out-of-range input is an error that names
@@ -14,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    ConfigDict,
     Field,
     StringConstraints,
     ValidationError,
@@ -134,6 +136,18 @@ def _publish_null_means_default(schema: dict[str, Any], model: type[Any]) -> Non
             prop["description"] = (f"{prop.get('description', '')} Default {json.dumps(default)} "
                                    "(or the quality preset's).").strip()
             prop["default"] = None
+
+
+#: Every request model's configuration: unknown fields and NaN are errors, a
+#: request never changes once validated, and defaulted fields are published as
+#: nullable (a JSON null means the default).
+REQUEST_CONFIG = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False,
+                            json_schema_extra=_publish_null_means_default)
+#: An image the resolver (``library.resolver``) reads: an image_id, an
+#: ``image://`` URI or an allowed absolute path.
+ImageReference = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4096), _NO_NUL
+]
 
 
 def _allows_null(prop: dict[str, Any]) -> bool:

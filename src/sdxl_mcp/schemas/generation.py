@@ -7,7 +7,6 @@ from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     field_validator,
     model_validator,
@@ -19,6 +18,7 @@ from sdxl_mcp.schemas.fields import (
     _NUMBER_FIELDS,
     ASPECT_RATIOS,
     QUALITY_PRESETS,
+    REQUEST_CONFIG,
     SEED_MAX,
     AspectRatio,
     JobStatus,
@@ -26,7 +26,6 @@ from sdxl_mcp.schemas.fields import (
     Prompt,
     QualityPreset,
     RefinerMode,
-    _publish_null_means_default,
     _short,
     check_steps,
     prompt_text,
@@ -38,12 +37,7 @@ from sdxl_mcp.schemas.loras import MAX_LORAS, LoraRef, check_loras, skip_refiner
 class GenerationRequest(BaseModel):
     """One image request (DESIGN.md "Request"); MCP defaults."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        allow_inf_nan=False,
-        frozen=True,
-        json_schema_extra=_publish_null_means_default,
-    )
+    model_config = REQUEST_CONFIG
 
     prompt: Prompt = Field(
         description="Subject first, then style and lighting; read whole (no 77-token "

@@ -14,13 +14,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from sdxl_mcp.prompt_syntax import check_prompt_syntax
-from sdxl_mcp.schemas.edit import ImageReference
 from sdxl_mcp.schemas.fields import (
+    REQUEST_CONFIG,
     SEED_MAX,
     AspectRatio,
+    ImageReference,
     JobStatus,
     NegativePrompt,
     Prompt,
@@ -28,7 +29,6 @@ from sdxl_mcp.schemas.fields import (
     RefinerMode,
     _invisible,
     _no_control_chars,
-    _publish_null_means_default,
     _short,
     check_steps,
     without_default_nulls,
@@ -45,10 +45,7 @@ _KEEP = "null keeps the source's."
 class VaryRequest(BaseModel):
     """Arguments of ``vary_image``: ``count`` new seeds of a generated image's request."""
 
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, allow_inf_nan=False,
-        json_schema_extra=_publish_null_means_default,
-    )
+    model_config = REQUEST_CONFIG
 
     image: ImageReference = Field(
         description="A generated image: image_id, image:// URI or path."
