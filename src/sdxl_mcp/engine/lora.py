@@ -87,7 +87,9 @@ class LoraAdapters:
             ) -> list[EngineOutput]:
         """``work`` on the request to encode, with its adapters active (see the guarantees)."""
         refs = requested_loras(request.prompt, request.loras)
-        draft = isinstance(request, GenerationRequest) and request.quality == "draft"
+        draft_request = (request if isinstance(request, GenerationRequest)
+                         and request.quality == "draft" else None)
+        draft = draft_request is not None
         if not refs and not draft:
             return work(request)
         paths = resolve_loras(self.settings, [ref.name for ref in refs])
@@ -101,8 +103,9 @@ class LoraAdapters:
         names = [self._ensure(pipe, ref.name, paths[ref.name], keep=set(paths)) for ref in refs]
         weights = [ref.weight for ref in refs]
         scheduler: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-        if isinstance(request, GenerationRequest) and draft:
-            request = resolve_draft(self.settings, request)  # type: ignore[assignment]
+        if draft_request is not None:
+            # R is GenerationRequest here: only a generation has a draft quality.
+            request = resolve_draft(self.settings, draft_request)  # type: ignore[assignment]
             self._ensure_draft(pipe)
             names.append(DRAFT_ADAPTER)
             weights.append(1.0)
