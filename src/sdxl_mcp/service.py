@@ -2,8 +2,8 @@
 
 A facade: stock first (``stockflow``), then generation (or an edit:
 ``editflow``; variations: ``varyflow``) through the job queue (``jobs``) on the
-backend (``backend``), results shaped by ``results`` and kept by the library
-(``library``); status by ``status``. It knows nothing of MCP or HTTP, reaches
+backend (``backend``), results shaped by ``results`` and kept (``keeping``) by
+the library (``library``); status by ``status``. It knows nothing of MCP or HTTP, reaches
 the engine and the cluster only through ``sdxl_mcp.backend``, and runs blocking
 work (torch, disk, SQLite) in worker threads so the event loop never stalls.
 Storage opens once, at start-up (``async with``).
@@ -14,8 +14,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
-from functools import partial
 from pathlib import Path
 from typing import Any, Self
 
@@ -24,7 +22,7 @@ import anyio.to_thread
 from anyio.abc import TaskGroup
 
 from sdxl_mcp import status
-from sdxl_mcp.archive import find_reusable, save_generation
+from sdxl_mcp.archive import find_reusable
 from sdxl_mcp.backend import (
     ENGINE_EXTRA_MISSING,
     Backend,
@@ -34,7 +32,7 @@ from sdxl_mcp.backend import (
     engine_installed,
     make_backend,
 )
-from sdxl_mcp.editflow import EditSources, load_sources, save_edit
+from sdxl_mcp.editflow import EditSources, load_sources
 from sdxl_mcp.errors import (
     ModelUnavailable,
     NoImageFound,
@@ -44,10 +42,10 @@ from sdxl_mcp.errors import (
 )
 from sdxl_mcp.jobs import Job, JobQueue, ProgressListener
 from sdxl_mcp.jobtable import JobTable
+from sdxl_mcp.keeping import Keeper
 from sdxl_mcp.library import ImageStore
 from sdxl_mcp.libraryflow import Library
 from sdxl_mcp.loraflow import admit, list_loras, warn_missing_dirs
-from sdxl_mcp.preview import preview_jpeg, while_previewing
 from sdxl_mcp.schemas import (
     EditRequest,
     GenerationRequest,
@@ -67,7 +65,6 @@ log = logging.getLogger(__name__)
 
 #: How long shutdown waits for running work to stop (it stops within one step).
 SHUTDOWN_GRACE_S = 30.0
-PREVIEW_CACHE_SIZE = 32
 
 
 class ImageService:
@@ -94,7 +91,7 @@ class ImageService:
         self._stock: StockWorkflow | None = None
         #: Transports that show previews (MCP) set this; REST callers do not pay for them.
         self.make_previews = False
-        self._previews: OrderedDict[str, bytes] = OrderedDict()
+        self._keeper = Keeper(settings, lambda: self.store)
 
     # ------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Self:
@@ -294,33 +291,11 @@ class ImageService:
 
     def _save(self, job: Job, request: GenerationRequest | EditRequest, output: EngineOutput,
               building_s: float) -> GenerationResult:
-        """Keep one output (PNG, sidecar, catalog) and its preview; its Result."""
-        output.timings["model_load"] = round(
-            output.timings.get("model_load", 0.0) + building_s, 4)
-        if isinstance(request, EditRequest):
-            assert job.edit is not None
-            save = partial(save_edit, self.store, self.settings, job.id, request, job.edit,
-                           output, job.queue_wait_s)
-        else:
-            save = partial(save_generation, self.store, self.settings, job.id, request, output,
-                           job.queue_wait_s)
-        if not self.make_previews:
-            return save()
-        # From the in-memory image (half the cost of decoding the PNG again), made
-        # while the PNG is encoded; the file is complete before the result is returned.
-        result, preview = while_previewing(output.image, save)
-        if result.path:
-            self._previews[result.path] = preview
-            while len(self._previews) > PREVIEW_CACHE_SIZE:
-                self._previews.popitem(last=False)
-        return result
+        return self._keeper.keep(job, request, output, building_s, preview=self.make_previews)
 
     async def preview(self, path: str) -> bytes:
         """The inline JPEG preview of an image this service saved (cached if fresh)."""
-        cached = self._previews.get(path)
-        if cached is not None:
-            return cached
-        return await anyio.to_thread.run_sync(preview_jpeg, path)
+        return await self._keeper.preview(path)
 
     def resolve_image(self, name: str) -> Path | None:
         """The path of a catalogued image this server saved, by file name, else None."""
