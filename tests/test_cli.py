@@ -185,17 +185,19 @@ def test_a_lora_weight_out_of_range_is_the_requests_own_error(tmp_path: Path) ->
     assert "loras" in line and "weight" in line
 
 
-def test_the_cli_module_imports_nothing_from_the_engine() -> None:
+def test_the_cli_modules_import_nothing_from_the_engine() -> None:
     import ast
 
     import sdxl_mcp.cli
+    import sdxl_mcp.cliargs
 
-    tree = ast.parse(Path(sdxl_mcp.cli.__file__).read_text())
-    imported = {node.module for node in ast.walk(tree)
-                if isinstance(node, ast.ImportFrom) and node.module}
-    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
-                 for alias in node.names}
-    assert not {name for name in imported if name.startswith("sdxl_mcp.engine")}
+    for module in (sdxl_mcp.cli, sdxl_mcp.cliargs):
+        tree = ast.parse(Path(module.__file__ or "").read_text())
+        imported = {node.module for node in ast.walk(tree)
+                    if isinstance(node, ast.ImportFrom) and node.module}
+        imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                     for alias in node.names}
+        assert not {name for name in imported if name.startswith("sdxl_mcp.engine")}, module
 
 
 def _catalogued_source(tmp_path: Path) -> Path:
