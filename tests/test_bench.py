@@ -102,13 +102,13 @@ def test_variations_table_has_one_by_one_and_batched_rows(tiny_models: tuple) ->
     assert [r["engine_default"] for r in rows] == [True, False]
 
 
-def test_full_size_refuses_a_cpu_without_force(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "sdxl_mcp.cli", "bench", "--full-size", "--out", str(tmp_path)],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
-    )
-    assert proc.returncode == 2
-    assert "needs a CUDA GPU" in proc.stderr
+def test_full_size_refuses_a_cpu_without_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sdxl_mcp.bench.cli import main
+
+    assert main(["--full-size", "--out", str(tmp_path)]) == 2
+    assert "needs a CUDA GPU" in capsys.readouterr().err
     assert list(tmp_path.glob("*.json")) == []
 
 
@@ -239,15 +239,15 @@ def test_hotpath_times_a_given_picture_like_the_photo_like_one(
     assert list(scratch.iterdir()) == []  # its PNGs are gone with it
 
 
-def test_hotpath_refuses_an_image_it_cannot_read_in_one_line(tmp_path: Path) -> None:
+def test_hotpath_refuses_an_image_it_cannot_read_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sdxl_mcp.bench.cli import main
+
     bad = tmp_path / "notes.png"
     bad.write_text("not a picture")
-    proc = subprocess.run(
-        [sys.executable, "-m", "sdxl_mcp.cli", "bench", "--hotpath", "--size", "32",
-         "--image", str(bad), "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
-    )
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].startswith(
+    out = tmp_path / "out"
+    assert main(["--hotpath", "--size", "32", "--image", str(bad), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith(
         f"sdxl-mcp: error: --image {bad}: not a picture")
-    assert not list((tmp_path / "out").glob("*.json"))
+    assert not list(out.glob("*.json"))
