@@ -20,8 +20,7 @@ import anyio.to_thread
 
 from sdxl_mcp.archive import save_generation
 from sdxl_mcp.backend import EngineOutput
-from sdxl_mcp.editflow import save_edit
-from sdxl_mcp.jobs import Job
+from sdxl_mcp.editflow import EditSources, save_edit
 from sdxl_mcp.library import ImageStore
 from sdxl_mcp.preview import preview_jpeg, while_previewing
 from sdxl_mcp.schemas import EditRequest, GenerationRequest, GenerationResult
@@ -38,18 +37,23 @@ class Keeper:
         self._store = store
         self._previews: OrderedDict[str, bytes] = OrderedDict()
 
-    def keep(self, job: Job, request: GenerationRequest | EditRequest, output: EngineOutput,
-             building_s: float, *, preview: bool) -> GenerationResult:
-        """Keep one output (PNG, sidecar, catalog) and, if asked, its preview; its Result."""
+    def keep(self, job_id: str, request: GenerationRequest | EditRequest,
+             output: EngineOutput, *, edit: EditSources | None = None,
+             queue_wait_s: float = 0.0, building_s: float = 0.0,
+             preview: bool) -> GenerationResult:
+        """Keep one output (PNG, sidecar, catalog) and, if asked, its preview; its Result.
+
+        ``edit`` is an edit's source (and mask); ``building_s`` the time the first
+        request spent building the backend, counted in ``model_load``."""
         output.timings["model_load"] = round(
             output.timings.get("model_load", 0.0) + building_s, 4)
         if isinstance(request, EditRequest):
-            assert job.edit is not None
-            save = partial(save_edit, self._store(), self._settings, job.id, request, job.edit,
-                           output, job.queue_wait_s)
+            assert edit is not None
+            save = partial(save_edit, self._store(), self._settings, job_id, request, edit,
+                           output, queue_wait_s)
         else:
-            save = partial(save_generation, self._store(), self._settings, job.id, request,
-                           output, job.queue_wait_s)
+            save = partial(save_generation, self._store(), self._settings, job_id, request,
+                           output, queue_wait_s)
         if not preview:
             return save()
         # From the in-memory image (half the cost of decoding the PNG again), made

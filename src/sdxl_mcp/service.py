@@ -291,7 +291,9 @@ class ImageService:
 
     def _save(self, job: Job, request: GenerationRequest | EditRequest, output: EngineOutput,
               building_s: float) -> GenerationResult:
-        return self._keeper.keep(job, request, output, building_s, preview=self.make_previews)
+        return self._keeper.keep(job.id, request, output, edit=job.edit,
+                                 queue_wait_s=job.queue_wait_s, building_s=building_s,
+                                 preview=self.make_previews)
 
     async def preview(self, path: str) -> bytes:
         """The inline JPEG preview of an image this service saved (cached if fresh)."""

@@ -7,9 +7,9 @@ photo-like image (a smooth gradient, shapes and a little grain), and on each
 ``--image`` given (resized to the bench's size: a real photograph, or an
 engine's output), with the file's size; the preview JPEG (from the file and from memory), the result
 model and its JSON, the atomic sidecar write and the catalog insert; and
-"after the engine, all of it": the server's own ``save_generation`` (PNG,
-sidecar, catalog row, Result) with the preview made beside it
-(``preview.while_previewing``), as a generation for an MCP caller runs them.
+"after the engine, all of it": the service's own ``keeping.Keeper.keep`` (PNG,
+sidecar, catalog row, Result, with the preview made beside it), as a generation
+for an MCP caller runs it.
 Each is timed on its own with the server's own functions. The export rows
 (``export_image``) start from the photo-like image. No engine, no torch.
 """
@@ -104,26 +104,25 @@ def hotpath(size: int, runs: int, extra_images: Sequence[Path] = ()) -> dict[str
 
 
 def _after_engine(store: Any, tmp: Path) -> Any:
-    """What a generation runs once the engine has returned: ``save_generation`` + preview."""
-    from sdxl_mcp.archive import save_generation
+    """What a generation runs once the engine has returned: the service's ``Keeper.keep``
+    (``save_generation`` with the preview beside it, as for an MCP caller)."""
     from sdxl_mcp.backend import EngineOutput
-    from sdxl_mcp.preview import while_previewing
+    from sdxl_mcp.keeping import Keeper
     from sdxl_mcp.schemas import GenerationRequest
     from sdxl_mcp.settings import Settings
 
     settings = Settings(_env_file=None, output_dir=tmp, log_dir=tmp / "logs",  # type: ignore[call-arg]
                         preload=False)
+    keeper = Keeper(settings, lambda: store)
     request = GenerationRequest(prompt="a lighthouse on a cliff at dusk, storm, highly detailed",
                                 negative_prompt="blurry", seed=1)
 
-    def run(picture: Any, i: int) -> bytes:
+    def run(picture: Any, i: int) -> Any:
         output = EngineOutput(
             image=picture, seed=i, steps_base=16, steps_refiner=4, refined=True,
             refiner_error=None, precision="fp16", device="cuda", base_model="base",
             refiner_model="refiner", timings={"base": 1.0, "refiner": 0.2, "decode": 0.1})
-        # As ImageService._make runs them for an MCP caller: the preview beside the save.
-        return while_previewing(picture, lambda: save_generation(
-            store, settings, f"job-{i}", request, output, 0.0))[1]
+        return keeper.keep(f"job-{i}", request, output, preview=True)
 
     return run
 
