@@ -269,3 +269,10 @@ async def test_vary_with_new_loras_skips_the_refiner_and_few_steps_need_draft(
     assert not varied.use_refinement and [(r.name, r.weight) for r in varied.loras] == [
         ("ink", 0.6)]
     assert "num_inference_steps must be ≥ 20 (got 6)" in caught.value.message
+
+
+def test_a_tag_in_any_case_is_read_like_the_lowercase_one() -> None:
+    assert [(r.name, r.weight) for r in prompt_loras("<LoRA:ink:0.5> a cat")] == [("ink", 0.5)]
+    assert prompt_without_lora_tags("<LORA:ink:0.5> a cat") == "a cat"
+    # It asks for a LoRA, so the refiner is skipped as for <lora:...>.
+    assert GenerationRequest(prompt="<LoRA:ink:0.5> a cat").use_refinement is False

@@ -34,6 +34,7 @@ import re
 from dataclasses import dataclass
 
 __all__ = [
+    "LORA_TAG_RE",
     "MAX_WEIGHT",
     "Fragment",
     "PromptSyntaxError",
@@ -49,7 +50,10 @@ MAX_WEIGHT = 2.0
 _ROUND, _SQUARE = 1.1, 1 / 1.1
 _QUOTE_LEN = 40
 
-_LORA_RE = re.compile(r"<lora:[^<>]*>", re.IGNORECASE)
+#: A1111's LoRA tag, ``<lora:name>`` or ``<lora:name:weight>`` (any case, as A1111
+#: reads it); group 1 is what stands after ``lora:``. The one pattern for the tags:
+#: ``schemas.loras`` reads them with it and the encoders get the text without them.
+LORA_TAG_RE = re.compile(r"<lora:([^<>]*)>", re.IGNORECASE)
 _BREAK_RE = re.compile(r"\s*\bBREAK\b\s*")
 # One token of the syntax: an escape, a bracket, a weight-and-close, a colon, or a run of text.
 _TOKEN_RE = re.compile(
@@ -78,7 +82,7 @@ Segment = tuple[Fragment, ...]
 
 def strip_lora_tags(text: str) -> str:
     """The text without ``<lora:name:weight>`` tags (what the encoders read)."""
-    return _LORA_RE.sub("", text)
+    return LORA_TAG_RE.sub("", text)
 
 
 def check_prompt_syntax(text: str | None, field: str = "prompt") -> None:

@@ -49,6 +49,7 @@ from sdxl_mcp.schemas import (
     VaryRequest,
     describe_validation_error,
 )
+from sdxl_mcp.schemas.loras import has_lora_tags
 
 if TYPE_CHECKING:
     from sdxl_mcp.jobs import Job
@@ -91,8 +92,10 @@ def plan_variations(source: ResolvedImage, request: VaryRequest) -> VariationPla
     if "quality" in overrides:  # the new preset decides what the overrides leave
         for key in QUALITY_PRESETS[overrides["quality"]]:
             base.pop(key, None)
-    if "loras" in overrides or "<lora:" in overrides.get("prompt", ""):
-        base.pop("use_refinement", None)  # new LoRAs skip the refiner unless it is asked
+    if "loras" in overrides or has_lora_tags(overrides.get("prompt")):
+        # New LoRAs skip the refiner unless it is asked; loras=[] (removing the
+        # source's) lets the request's own default decide again.
+        base.pop("use_refinement", None)
     merged = {**base, **overrides, "use_pexels": False, "use_generation": True}
     seeds = [s if s is not None else secrets.randbelow(SEED_MAX + 1) for s in request.seeds()]
     try:

@@ -26,6 +26,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from sdxl_mcp.prompt_syntax import LORA_TAG_RE
+
 __all__ = [
     "MAX_LORAS",
     "MAX_WEIGHT",
@@ -42,7 +44,6 @@ __all__ = [
 MAX_LORAS = 4
 MAX_WEIGHT = 2.0
 #: A1111's extra-network tag, only the ``lora`` kind: ``<lora:name>`` or ``<lora:name:w>``.
-_TAG_RE = re.compile(r"<lora:([^<>]*)>")
 _BAD_NAME_CHARS = frozenset('<>:"/\\\x00')
 
 LoraName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -80,7 +81,7 @@ def _check_name(name: str) -> str:
 def prompt_loras(prompt: str) -> list[LoraRef]:
     """The ``<lora:name:weight>`` tags of ``prompt``, in order; ValueError names a bad one."""
     refs: list[LoraRef] = []
-    for match in _TAG_RE.finditer(prompt):
+    for match in LORA_TAG_RE.finditer(prompt):
         parts = match.group(1).split(":")
         tag = match.group(0)
         if len(parts) > 2 or not parts[0].strip():
@@ -100,9 +101,9 @@ def prompt_loras(prompt: str) -> list[LoraRef]:
 
 def prompt_without_lora_tags(prompt: str) -> str:
     """The text to encode: ``prompt`` with its ``<lora:...>`` tags removed (spaces tidied)."""
-    if "<lora:" not in prompt:
+    if not has_lora_tags(prompt):
         return prompt
-    text = _TAG_RE.sub(" ", prompt)
+    text = LORA_TAG_RE.sub(" ", prompt)
     text = re.sub(r"[ \t]+([,.;])", r"\1", text)
     return re.sub(r"[ \t]{2,}", " ", text).strip()
 
@@ -132,11 +133,19 @@ def skip_refiner_for_loras(data: dict[str, Any], given: dict[str, Any]) -> dict[
     """A request with LoRAs that does not set ``use_refinement`` itself (in ``given``)
     skips the refiner: it was not trained with them (DESIGN.md). ``data`` is the
     request's raw fields (after a preset); returned updated."""
-    prompt = given.get("prompt")
-    tagged = isinstance(prompt, str) and "<lora:" in prompt
-    if "use_refinement" not in given and (given.get("loras") or tagged):
+    if "use_refinement" not in given and asks_for_loras(given):
         return {**data, "use_refinement": False}
     return data
+
+
+def has_lora_tags(prompt: Any) -> bool:
+    """Whether ``prompt`` is text holding a ``<lora:...>`` tag (any case)."""
+    return isinstance(prompt, str) and LORA_TAG_RE.search(prompt) is not None
+
+
+def asks_for_loras(fields: dict[str, Any]) -> bool:
+    """Whether raw request ``fields`` ask for a LoRA: a non-empty ``loras`` or a tag."""
+    return bool(fields.get("loras")) or has_lora_tags(fields.get("prompt"))
 
 
 class LoraInfo(BaseModel):
