@@ -170,3 +170,10 @@ def status_for_code(code: str | None) -> int:
     """The HTTP status of the error class with this ``code`` (500 if unknown)."""
     cls = error_class(code)
     return cls.http_status if cls.code == code else 500
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's first line (its type's name when it has no text), at most ``limit``
+    characters: what an error message quotes of a library's exception."""
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:limit]

@@ -47,6 +47,7 @@ from sdxl_mcp.errors import (
     ModelUnavailable,
     SdxlMcpError,
     error_class,
+    first_line,
 )
 from sdxl_mcp.schemas import EditRequest, GenerationRequest
 from sdxl_mcp.settings import Settings
@@ -63,7 +64,7 @@ _WIRE_FIELDS = tuple(f.name for f in fields(EngineOutput) if f.name != "image")
 def _deployment_failure(exc: Exception) -> SdxlMcpError:
     log.exception("Ray Serve deployment failed")
     return ModelUnavailable(
-        f"Ray Serve deployment failed: {str(exc).splitlines()[0][:300]}. Check "
+        f"Ray Serve deployment failed: {first_line(exc)}. Check "
         "SDXL_MCP_RAY_ADDRESS and the replicas' logs (ray status / the Ray dashboard)."
     )
 

@@ -29,11 +29,11 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from diffusers import EulerDiscreteScheduler
 from peft import LoraConfig
 
-from sdxl_mcp.engine.bench_pipelines import Timer, build_pipelines
+from sdxl_mcp.engine.bench_pipelines import Timer, build_pipelines, decode_latents
 from sdxl_mcp.engine.devices import TORCH_DTYPES
+from sdxl_mcp.engine.draft import draft_scheduler
 
 #: SDXL-Lightning's LoRA: rank 64, alpha 8 (its kohya file), on these module names.
 LIGHTNING_RANK = 64
@@ -98,7 +98,7 @@ def draft_run(
     base, refiner = build_pipelines(kind, dtype, device)
     del refiner  # drafts and LoRA requests run the base alone
     resident = base.scheduler
-    trailing = EulerDiscreteScheduler.from_config(resident.config, timestep_spacing="trailing")
+    trailing = draft_scheduler("euler-trailing", resident.config)  # the engine's draft one
     unet = base.unet
 
     def generate(steps: int, guidance: float, scheduler: Any) -> Callable[[], Any]:
@@ -116,15 +116,7 @@ def draft_run(
         return run
 
     def decode(latents: Any) -> Any:
-        vae = base.vae  # fp32 when fp16 would overflow (force_upcast), as in the engine
-        upcast = vae.dtype == torch.float16 and vae.config.force_upcast
-        if upcast:
-            vae.to(torch.float32)
-        with torch.inference_mode():
-            out = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
-        if upcast:
-            vae.to(dtype)
-        return out
+        return decode_latents(base.vae, latents)
 
     rows: list[dict[str, Any]] = []
     plain: dict[str, float] = {}

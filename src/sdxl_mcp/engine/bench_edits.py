@@ -27,7 +27,7 @@ from diffusers import StableDiffusionXLImg2ImgPipeline
 from PIL import Image
 
 from sdxl_mcp.engine.batch import batches
-from sdxl_mcp.engine.bench_pipelines import Timer, build_pipelines
+from sdxl_mcp.engine.bench_pipelines import Timer, build_pipelines, decode_latents
 from sdxl_mcp.engine.devices import TORCH_DTYPES
 
 PROMPT = "futuristic AI agent at a holographic desk"
@@ -56,19 +56,8 @@ def _reset(device: str) -> None:
 
 
 def _decode(base: Any, latents: torch.Tensor) -> list[torch.Tensor]:
-    """One VAE decode per image, in fp32 when fp16 would overflow (as the engine does)."""
-    vae = base.vae
-    original = vae.dtype
-    upcast = original == torch.float16 and bool(vae.config.force_upcast)
-    if upcast:
-        vae.to(torch.float32)
-    try:
-        with torch.no_grad():
-            return [vae.decode(z.to(vae.dtype) / vae.config.scaling_factor).sample
-                    for z in latents.split(1)]
-    finally:
-        if upcast:
-            vae.to(original)
+    """One VAE decode per image, as the engine decodes them."""
+    return [decode_latents(base.vae, z) for z in latents.split(1)]
 
 
 def edit_run(

@@ -22,7 +22,13 @@ import torch
 
 from sdxl_mcp.engine.bench_draft import draft_tables
 from sdxl_mcp.engine.bench_edits import edit_run, variations_run
-from sdxl_mcp.engine.bench_pipelines import Timer, build_base_unet, build_pipelines, build_vae
+from sdxl_mcp.engine.bench_pipelines import (
+    Timer,
+    build_base_unet,
+    build_pipelines,
+    build_vae,
+    decode_latents,
+)
 from sdxl_mcp.engine.devices import TORCH_DTYPES, speed_up_unet
 from sdxl_mcp.engine.schedules import sequential_refiner_schedule
 
@@ -141,16 +147,7 @@ def _time_dtype(
                     **common).images
 
     def decode(latents: Any) -> Any:
-        # The VAE decodes in fp32 when fp16 would overflow (force_upcast), as in the engine.
-        vae = base.vae
-        upcast = vae.dtype == torch.float16 and vae.config.force_upcast
-        if upcast:
-            vae.to(torch.float32)
-        with torch.no_grad():
-            out = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
-        if upcast:
-            vae.to(dtype)
-        return out
+        return decode_latents(base.vae, latents)
 
     def ensemble() -> Any:
         latents = run_base(steps, high_noise_frac)

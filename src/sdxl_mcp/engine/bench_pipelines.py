@@ -156,3 +156,18 @@ class Timer:
         end.record()
         end.synchronize()
         return float(start.elapsed_time(end)) / 1000, out
+
+
+def decode_latents(vae: Any, latents: torch.Tensor) -> torch.Tensor:
+    """The VAE decode the benchmarks time: in fp32 when fp16 would overflow (the
+    VAE's ``force_upcast``), as the engine decodes; the VAE's dtype is put back."""
+    original = vae.dtype
+    upcast = original == torch.float16 and bool(vae.config.force_upcast)
+    if upcast:
+        vae.to(torch.float32)
+    try:
+        with torch.no_grad():
+            return vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
+    finally:
+        if upcast:
+            vae.to(original)

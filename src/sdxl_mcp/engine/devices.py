@@ -1,5 +1,5 @@
-"""Device memory, the CUDA speed settings and the decoded-pixel check, shared by the
-engine and the benchmark.
+"""Device memory and the CUDA speed settings, shared by the engine and the benchmark;
+the engine's decoded-pixel check.
 
 ``speed_up_unet`` is what the engine's preload applies and what
 ``sdxl-mcp bench --full-size`` measures, so the benchmark times exactly what the

@@ -28,7 +28,7 @@ from typing import Any
 
 from diffusers import EulerDiscreteScheduler, LCMScheduler, TCDScheduler
 
-from sdxl_mcp.errors import BadRequest, ModelUnavailable
+from sdxl_mcp.errors import BadRequest, ModelUnavailable, first_line
 from sdxl_mcp.lorafiles import draft_source
 from sdxl_mcp.loraflow import DRAFT_WITHOUT_LORA
 from sdxl_mcp.settings import Settings
@@ -67,8 +67,8 @@ def load_draft_lora(pipe: Any, settings: Settings) -> None:
             warnings.simplefilter("ignore", UserWarning)
             pipe.load_lora_weights(source, weight_name=weight_name, adapter_name=DRAFT_ADAPTER)
     except Exception as exc:
-        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise ModelUnavailable(
             f"SDXL_MCP_DRAFT_LORA={settings.draft_lora!r} could not be loaded as an SDXL "
-            f"LoRA: {text} Set it to an SDXL-Lightning, Hyper-SD or LCM LoRA file or hub id."
+            f"LoRA: {first_line(exc)} Set it to an SDXL-Lightning, Hyper-SD or LCM LoRA file "
+            "or hub id."
         ) from None

@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 
 from sdxl_mcp.backend import EngineOutput
 from sdxl_mcp.engine.draft import DRAFT_ADAPTER, load_draft_lora, swapped_scheduler
-from sdxl_mcp.errors import BadRequest
+from sdxl_mcp.errors import BadRequest, first_line
 from sdxl_mcp.lorafiles import resolve_loras
 from sdxl_mcp.loraflow import resolve_draft
 from sdxl_mcp.schemas import EditRequest, GenerationRequest
@@ -169,10 +169,12 @@ class LoraAdapters:
 
     def _unfuse_qkv(self, pipe: Any) -> None:
         """LoRAs target to_q/to_k/to_v, which fused attention bypasses: undo the fusion."""
-        if self.settings.fuse_qkv and not self._unfused:
+        unet = getattr(pipe.unet, "_orig_mod", pipe.unet)
+        # Fusion runs on CUDA only (engine._optimise_for_cuda): undo what was done.
+        if getattr(unet, "original_attn_processors", None) is not None and not self._unfused:
             log.warning("LoRAs need separate q/k/v projections: SDXL_MCP_FUSE_QKV is undone "
                         "for the UNet of this engine from now on")
-            getattr(pipe.unet, "_orig_mod", pipe.unet).unfuse_qkv_projections()
+            unet.unfuse_qkv_projections()
             self._unfused = True
 
     def _ensure_draft(self, pipe: Any) -> None:
@@ -201,8 +203,7 @@ def _why(exc: Exception) -> str:
     text = str(exc)
     if "size mismatch" in text:
         return "its layer sizes do not match this model: a LoRA for another architecture"
-    line = (text.strip().splitlines() or [type(exc).__name__])[0][:200]
-    return line.rstrip(".:")
+    return first_line(exc, 200).rstrip(".:")
 
 
 def _set_enabled(pipe: Any, enabled: bool) -> None:
@@ -243,9 +244,9 @@ def _delete_from(model: Any, adapter: str) -> None:
     if hasattr(model, "delete_adapters"):  # the UNet (diffusers' PEFT mixin)
         model.delete_adapters(adapter)
         return
-    from peft.tuners.tuners_utils import BaseTunerLayer  # a transformers text encoder
+    # A transformers text encoder: diffusers' own deletion, which also drops the
+    # model's PEFT config once its last adapter is gone.
+    from diffusers.utils.peft_utils import delete_adapter_layers
 
-    for module in model.modules():
-        if isinstance(module, BaseTunerLayer):
-            module.delete_adapter(adapter)
-    getattr(model, "peft_config", {}).pop(adapter, None)
+    delete_adapter_layers(model, adapter)
+    getattr(model, "peft_config", {}).pop(adapter, None)  # where diffusers did not mark it

@@ -18,7 +18,7 @@ from typing import Any
 from sdxl_mcp.backend import CancelToken, ProgressCallback
 from sdxl_mcp.engine.devices import free_device_memory, is_out_of_memory
 from sdxl_mcp.engine.schedules import StepReporter
-from sdxl_mcp.errors import Cancelled
+from sdxl_mcp.errors import Cancelled, first_line
 
 log = logging.getLogger("sdxl_mcp.engine.sdxl")
 
@@ -70,9 +70,3 @@ def run_refiner(
         return RefinerPass(latents, False, failure, 0)
     return RefinerPass(refined_latents, True, None, reporter.steps_run)
 
-
-def first_line(exc: BaseException) -> str:
-    """An exception's first line (its type when it has no text), at most 300 characters."""
-    text = str(exc).strip().splitlines()
-    line = text[0] if text else type(exc).__name__
-    return line[:300]

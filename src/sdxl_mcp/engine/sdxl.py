@@ -44,7 +44,7 @@ from sdxl_mcp.engine.lora import LoraAdapters
 from sdxl_mcp.engine.precision import PrecisionDecision
 from sdxl_mcp.engine.prompts import encode_prompts
 from sdxl_mcp.engine.quiet import quiet_libraries
-from sdxl_mcp.engine.refinestage import first_line, run_refiner
+from sdxl_mcp.engine.refinestage import run_refiner
 from sdxl_mcp.engine.schedules import StepReporter, sequential_refiner_schedule
 from sdxl_mcp.errors import (
     Cancelled,
@@ -52,6 +52,7 @@ from sdxl_mcp.errors import (
     ModelUnavailable,
     OutOfMemory,
     SdxlMcpError,
+    first_line,
 )
 from sdxl_mcp.schemas import EditRequest, GenerationRequest
 from sdxl_mcp.settings import Settings
