@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any, get_args
 
 from sdxl_mcp import __version__
-from sdxl_mcp.schemas.fields import QualityPreset, RefinerMode
+from sdxl_mcp.schemas.fields import ASPECT_RATIOS, QualityPreset, RefinerMode
+from sdxl_mcp.schemas.stock import Orientation, PhotoSize
 
 __all__ = ["EDIT_FIELDS", "GENERATE_FIELDS", "VARY_FIELDS", "build_parser", "request_fields"]
 
-_ASPECTS = "1:1, 16:9, 9:16, 4:3, 3:4, 3:2, 2:3, 21:9, 1.91:1"
+_ASPECTS = ", ".join(ASPECT_RATIOS)
 # What each command's flags set, by request field name.
 _COMMON = ("negative_prompt", "seed", "num_inference_steps", "guidance_scale",
            "use_refinement", "loras")
@@ -119,8 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     stock = sub.add_parser("stock", help="search Pexels for free stock photos")
     stock.add_argument("query")
-    stock.add_argument("--orientation", choices=["landscape", "portrait", "square"])
-    stock.add_argument("--size", choices=["large", "medium", "small"])
+    stock.add_argument("--orientation", choices=get_args(Orientation))
+    stock.add_argument("--size", choices=get_args(PhotoSize))
     stock.add_argument("--color")
     stock.add_argument("--per-page", dest="per_page", type=int, default=5)
     stock.add_argument("--page", type=int, default=1)

@@ -17,7 +17,7 @@ Guarantees:
 * :func:`draft_source` reads ``SDXL_MCP_DRAFT_LORA``: a local file or folder,
   or a hub id ``org/repo`` optionally followed by ``/weight_file.safetensors``.
 
-Stdlib only (no torch): the service checks names before admission, the engine
+No torch (stdlib, the schemas and Settings): the service checks names before admission, the engine
 resolves them again on the replica that loads them.
 """
 

@@ -44,7 +44,9 @@ from sdxl_mcp.prompt_guide import (
 )
 from sdxl_mcp.service import ImageService
 from sdxl_mcp.settings import Settings
-from sdxl_mcp.tools import IMAGE_URI_PREFIX, arguments_must_be_an_object, tool_specs
+from sdxl_mcp.toolresults import IMAGE_URI_PREFIX
+from sdxl_mcp.tools import tool_specs
+from sdxl_mcp.toolspec import arguments_must_be_an_object
 
 
 def build_server(settings: Settings, service: ImageService | None = None) -> MCPServer:

@@ -31,7 +31,7 @@ from sdxl_mcp.schemas import (
 )
 from sdxl_mcp.service import ImageService
 from sdxl_mcp.settings import Settings
-from sdxl_mcp.toolresults import IMAGE_URI_PREFIX, log_to_client, result_content, with_progress
+from sdxl_mcp.toolresults import log_to_client, result_content, with_progress
 from sdxl_mcp.tools_edit import EDIT_DESCRIPTION, edit_image
 from sdxl_mcp.tools_export import EXPORT_DESCRIPTION, export_image
 from sdxl_mcp.tools_lora import list_loras_spec
@@ -40,11 +40,10 @@ from sdxl_mcp.toolspec import (
     NoArguments,
     ToolContext,
     ToolSpec,
-    arguments_must_be_an_object,
     tool_annotations,
 )
 
-__all__ = ["IMAGE_URI_PREFIX", "ToolSpec", "arguments_must_be_an_object", "tool_specs"]
+__all__ = ["tool_specs"]
 
 
 # ------------------------------------------------------------------ arguments
