@@ -107,10 +107,7 @@ class EditRequest(BaseModel):
     @field_validator("prompt", "negative_prompt")
     @classmethod
     def _prompt_text(cls, value: str | None, info: Any) -> str | None:
-        value = prompt_text(value, info.field_name)
-        if info.field_name == "prompt" and value:
-            check_loras(value, [], "prompt")  # its <lora:name:weight> tags
-        return value
+        return prompt_text(value, info.field_name)
 
     @field_validator("image", "mask")
     @classmethod

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from sdxl_mcp.prompt_syntax import check_prompt_syntax
+from sdxl_mcp.schemas.loras import check_loras
 
 QualityPreset = Literal["high", "medium", "fast", "draft"]
 RefinerMode = Literal["ensemble", "sequential"]
@@ -75,7 +76,8 @@ def _no_control_chars(value: str | None, field: str) -> str | None:
 def prompt_text(value: str | None, field: str) -> str | None:
     """A prompt field checked: no NUL; a prompt of only invisible characters is empty
     (an error); a blank negative prompt means none; A1111 syntax well-formed
-    (``sdxl_mcp.prompt_syntax``: balanced brackets, weights 0-2)."""
+    (``sdxl_mcp.prompt_syntax``: balanced brackets, weights 0-2); a prompt's
+    ``<lora:name:weight>`` tags well-formed (``schemas.loras.check_loras``)."""
     value = _no_control_chars(value, field)
     if value is not None and value and _invisible(value):
         if field == "prompt":
@@ -84,6 +86,8 @@ def prompt_text(value: str | None, field: str) -> str | None:
     if field == "negative_prompt" and value == "":
         return None  # a blank negative prompt means none
     check_prompt_syntax(value, field)  # A1111 emphasis and BREAK, read by the engine
+    if field == "prompt" and value:
+        check_loras(value, [], "prompt")  # its <lora:name:weight> tags
     return value
 
 

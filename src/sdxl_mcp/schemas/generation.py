@@ -125,10 +125,7 @@ class GenerationRequest(BaseModel):
     @field_validator("prompt", "negative_prompt")
     @classmethod
     def _reject_nul(cls, value: str | None, info: Any) -> str | None:
-        value = prompt_text(value, info.field_name)
-        if info.field_name == "prompt" and value:
-            check_loras(value, [], "prompt")  # its <lora:name:weight> tags
-        return value
+        return prompt_text(value, info.field_name)
 
     @field_validator("num_inference_steps")
     @classmethod
