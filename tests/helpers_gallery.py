@@ -88,9 +88,8 @@ class PaintingBackend(GatedBackend):
         return output
 
 
-def add_stock(lib: Library, role: str, photo_id: int, alt: str, **parameters: Any) -> None:
-    """Catalogue a stock photo as a Pexels download does."""
-    store = lib.live.service.store
+def catalogue_stock(store: Any, photo_id: int, alt: str, **parameters: Any) -> CatalogRecord:
+    """Save and catalogue a stock photo as a Pexels download does; its record."""
     data = _picture(photo_id)
     path = store.save_bytes(data, name_hint=f"pexels_{photo_id}", suffix=".jpg")
     params = {
@@ -106,8 +105,15 @@ def add_stock(lib: Library, role: str, photo_id: int, alt: str, **parameters: An
                            source="pexels", source_id=str(photo_id), parameters=params)
     store.catalog.add(record)
     assert record.image_id is not None
+    return record
+
+
+def add_stock(lib: Library, role: str, photo_id: int, alt: str, **parameters: Any) -> None:
+    """Catalogue a stock photo as a Pexels download does, under ``role``."""
+    record = catalogue_stock(lib.live.service.store, photo_id, alt, **parameters)
+    assert record.image_id is not None
     lib.ids[role] = record.image_id
-    lib.names[role] = path.name
+    lib.names[role] = record.name
 
 
 @contextlib.contextmanager

@@ -19,7 +19,6 @@ there (the README's, in docs/).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -31,10 +30,9 @@ import pytest
 import pytest_asyncio
 
 from helpers_app import AppPage, McpHost, SteppedBackend, calls_named
-from helpers_gallery import HOSTILE, HOSTILE_ALT, _picture
+from helpers_gallery import HOSTILE, HOSTILE_ALT, catalogue_stock
 from helpers_http import tiny_settings
 from sdxl_mcp.app import VIEWER_URI
-from sdxl_mcp.library.catalog import CatalogRecord
 from sdxl_mcp.server import build_server
 from sdxl_mcp.service import ImageService
 
@@ -221,15 +219,10 @@ async def test_hostile_prompt_reads_as_text_and_never_runs(env: Env, app: AppPag
 # ------------------------------------------------------------------ grids
 def add_stock(service: ImageService) -> str:
     """Catalogue a stock photo as a Pexels download does (hostile alt and photographer)."""
-    data = _picture(4242)
-    path = service.store.save_bytes(data, name_hint="pexels_4242", suffix=".jpg")
-    params = {"photographer": "Ana <b>Bold</b>", "photographer_url": "javascript:alert(4)",
-              "page_url": PAGE_URL, "attribution": "Photo by Ana Lens on Pexels",
-              "alt": HOSTILE_ALT}
-    record = CatalogRecord(name=path.name, path=path, prompt=HOSTILE_ALT,
-                           sha256=hashlib.sha256(data).hexdigest(), width=480, height=320,
-                           source="pexels", source_id="4242", parameters=params)
-    service.store.catalog.add(record)
+    record = catalogue_stock(service.store, 4242, HOSTILE_ALT,
+                             photographer="Ana <b>Bold</b>",
+                             photographer_url="javascript:alert(4)", page_url=PAGE_URL,
+                             attribution="Photo by Ana Lens on Pexels")
     assert record.image_id is not None
     return record.image_id
 
