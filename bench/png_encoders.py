@@ -9,14 +9,16 @@ libpng's stored Paeth rows, zlib-ng RLE in one part per core); Pillow's level 1
 (the light install); libspng; and Intel ISA-L level 1 on the same rows when
 the `isal` package is installed (it is not a dependency). In memory only, no
 file: `sdxl-mcp bench --hotpath --image` times the server's whole path.
-docs/PERFORMANCE.md ("A lead we checked and dropped") quotes this script.
+docs/PERFORMANCE.md ("Leads we checked and dropped") quotes this script.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import statistics
+import sys
 import time
 import zlib
 from collections.abc import Callable
@@ -27,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from sdxl_mcp.bench.hotpath import _photo_like
+from sdxl_mcp.bench.report import load_average, machine_facts
 from sdxl_mcp.library import png
 
 
@@ -84,6 +87,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
+    # What the figures depend on, first: the command, the code, the load, the libraries.
+    print(f"# bench/png_encoders.py {' '.join(sys.argv[1:])}")
+    print(f"# machine {json.dumps(machine_facts())}; load at start {load_average()}")
+    print(f"# {imagecodecs.version()}")
     _compare("photo-like", _photo_like(args.size), args.runs)
     for path in args.images:
         # Resized as `bench --hotpath --image` does.

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -265,8 +264,3 @@ class AppPage:
 
 def calls_named(mcp: McpHost, name: str) -> list[dict[str, Any]]:
     return [args for tool, args in mcp.calls if tool == name]
-
-
-def json_text(resource: dict[str, Any]) -> Any:
-    return json.loads(resource["contents"][0]["text"])
-

@@ -125,7 +125,7 @@ def test_bench_writes_json_with_the_command(tmp_path: Path) -> None:
     assert data["machine"]["cpus"] and data["date"]
     assert "git_commit" in data["machine"]
     one, five, fifteen = data["load_average_at_start"]  # Linux has one
-    assert min(one, five, fifteen) >= 0
+    assert all(isinstance(v, float) for v in (one, five, fifteen))
     assert "catalog insert" in proc.stdout
 
 

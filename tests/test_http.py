@@ -21,6 +21,7 @@ from mcp_types.version import LATEST_HANDSHAKE_VERSION
 from PIL import Image
 from tests.env import clean_environ, isolated_environ
 from tests.fakes import GatedBackend
+from tests.test_server import TOOLS
 
 from helpers_http import STARTUP_LIMIT_S, LiveServer, serve, tiny_settings
 from sdxl_mcp.errors import SettingsError
@@ -57,9 +58,6 @@ INITIALIZE = {
     },
 }
 MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
-TOOLS = {"generate_image", "get_generation", "cancel_generation", "search_stock_image",
-         "gpu_status", "find_images", "export_image", "edit_image", "vary_image",
-         "list_loras"}
 #: Guards against hangs only: a tiny generation on a busy CPU can take a minute.
 TIMEOUT = httpx.Timeout(600.0)
 #: Long enough that the guide's request always answers with its result, not a job id.

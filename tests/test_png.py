@@ -201,13 +201,22 @@ def test_photo_like_default_file_is_no_larger_than_pillows_level_1() -> None:
 
 @pytest.mark.parametrize("infotext", [INFOTEXT, UNICODE_INFOTEXT])
 def test_without_imagecodecs_pillow_writes_the_same_pixels_and_infotext(
-    infotext: str, pillow_only: None
+    infotext: str, pillow_only: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert not png.fast_encoder_available()
+    calls: list[tuple[str, int]] = []
+    real = png._pillow_png
+
+    def spy(image: Image.Image, text: str | None, level: int) -> bytes:
+        calls.append((image.mode, level))
+        return real(image, text, level)
+
+    monkeypatch.setattr(png, "_pillow_png", spy)
     image = _noise("RGB")
     with Image.open(io.BytesIO(encode_png(image, infotext, 1))) as decoded:
         assert decoded.info["parameters"] == infotext
         assert np.array_equal(np.asarray(decoded), np.asarray(image))
+    assert calls == [("RGB", 1)]  # exactly one encode, and Pillow wrote it
 
 
 def test_high_levels_and_other_modes_are_left_to_pillow(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+import sdxl_mcp.preview
 from sdxl_mcp.preview import PREVIEW_MAX_BYTES, preview_jpeg, preview_jpeg_image, while_previewing
 
 
@@ -66,11 +69,21 @@ def test_while_previewing_returns_the_work_and_the_preview() -> None:
     assert _decode(preview).size == (512, 256)
 
 
-def test_while_previewing_raises_the_works_error_once_the_preview_is_done() -> None:
+def test_while_previewing_raises_the_works_error_once_the_preview_is_done(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     source = Image.new("RGB", (64, 64))
+    preview_done = threading.Event()
+
+    def slow_preview(image: Image.Image) -> bytes:
+        time.sleep(0.2)  # far longer than the failing work takes
+        preview_done.set()
+        return b""
 
     def failing_save() -> str:
         raise OSError("disk full")
 
+    monkeypatch.setattr(sdxl_mcp.preview, "preview_jpeg_image", slow_preview)
     with pytest.raises(OSError, match="disk full"):
         while_previewing(source, failing_save)
+    assert preview_done.is_set(), "the error reached the caller before the preview was done"
