@@ -31,7 +31,7 @@ async def main() -> int:
     env.setdefault("SDXL_MCP_BASE_MODEL", "tiny-random")
     env.setdefault("SDXL_MCP_REFINER_MODEL", "tiny-random")
     command = shutil.which("sdxl-mcp") or sys.executable
-    server_args = ["serve"] if command != sys.executable else ["-m", "sdxl_mcp.cli", "serve"]
+    server_args = ["serve"] if command != sys.executable else ["-m", "sdxl_mcp", "serve"]
     params = StdioServerParameters(command=command, args=server_args, env=env)
 
     bar = tqdm(total=0, unit="step", file=sys.stderr, dynamic_ncols=True)

@@ -8,8 +8,8 @@ from typing import Any
 
 from PIL import Image
 
-from sdxl_mcp.backend import CancelToken, EngineOutput, ProgressEvent
-from sdxl_mcp.batching import OutputCallback, one_by_one
+from sdxl_mcp.backend.base import CancelToken, EngineOutput, ProgressEvent
+from sdxl_mcp.backend.batching import OutputCallback, one_by_one
 from sdxl_mcp.errors import Cancelled
 from sdxl_mcp.schemas import EditRequest, EngineStateName, EngineStatus, GenerationRequest
 
@@ -48,6 +48,9 @@ class GatedBackend:
 
     def status(self, plan: bool = False) -> EngineStatus:
         return EngineStatus(state=self._state, device="cpu", dtype="fp32")
+
+    def loaded_loras(self) -> None:
+        return None  # like Ray: the fake cannot say
 
     def generate(
         self, req: GenerationRequest, seed: int, on_progress: Any = None,

@@ -19,7 +19,7 @@ from typing import Any
 import uvicorn
 from tests.env import isolated_environ
 
-from sdxl_mcp.service import ImageService
+from sdxl_mcp.service.facade import ImageService
 from sdxl_mcp.settings import Settings
 
 #: Generous upper bounds for waits (guards against hangs, not timing assertions).
@@ -53,7 +53,7 @@ class LiveServer:
 @contextlib.contextmanager
 def serve(settings: Settings, service: ImageService | None = None) -> Iterator[LiveServer]:
     """Run ``build_http_app(settings, service)`` under uvicorn on a free loopback port."""
-    from sdxl_mcp.http import build_http_app
+    from sdxl_mcp.entrypoints.http.app import build_http_app
 
     svc = service if service is not None else ImageService(settings)
     app = build_http_app(settings, svc)

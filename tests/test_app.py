@@ -20,9 +20,9 @@ from mcp.client.extension import advertise
 from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
 from tests.fakes import GatedBackend
 
-from sdxl_mcp.app import APP_TOOLS, VIEWER_URI, viewer_html
-from sdxl_mcp.server import build_server
-from sdxl_mcp.service import ImageService
+from sdxl_mcp.entrypoints.mcp.app import APP_TOOLS, VIEWER_URI, viewer_html
+from sdxl_mcp.entrypoints.mcp.server import build_server
+from sdxl_mcp.service.facade import ImageService
 
 UI = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
 

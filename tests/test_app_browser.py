@@ -32,9 +32,9 @@ import pytest_asyncio
 from helpers_app import AppPage, McpHost, SteppedBackend, calls_named
 from helpers_gallery import HOSTILE, HOSTILE_ALT, catalogue_stock
 from helpers_http import tiny_settings
-from sdxl_mcp.app import VIEWER_URI
-from sdxl_mcp.server import build_server
-from sdxl_mcp.service import ImageService
+from sdxl_mcp.entrypoints.mcp.app import VIEWER_URI
+from sdxl_mcp.entrypoints.mcp.server import build_server
+from sdxl_mcp.service.facade import ImageService
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = os.environ.get("SDXL_MCP_APP_SCREENSHOTS")

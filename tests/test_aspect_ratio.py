@@ -57,7 +57,7 @@ def test_cli_aspect_with_width_fails_before_any_work(tmp_path: Path) -> None:
 def test_cli_aspect_reaches_the_request_as_that_size() -> None:
     """The parser maps --aspect onto the request field (generation itself is covered
     on every face by the other tests; a 1-megapixel tiny run would cost 30 s here)."""
-    from sdxl_mcp.cliargs import GENERATE_FIELDS, build_parser, request_fields
+    from sdxl_mcp.entrypoints.cli.args import GENERATE_FIELDS, build_parser, request_fields
 
     args = build_parser().parse_args(["generate", "a wide sea", "--aspect", "21:9", "--no-reuse"])
     request = GenerationRequest(prompt=args.prompt, **request_fields(args, GENERATE_FIELDS))

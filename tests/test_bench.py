@@ -53,7 +53,7 @@ def test_startup_reports_initialize_and_ready(tiny_models: tuple) -> None:
 
 
 def test_full_size_code_path_runs_on_the_tiny_configs(tiny_models: tuple) -> None:
-    from sdxl_mcp.engine.bench_fullsize import full_size_run
+    from sdxl_mcp.bench.fullsize import full_size_run
 
     rows = full_size_run(device="cpu", dtypes=["fp32"], size=256, steps=4, refiner_steps=2,
                          kind="tiny")
@@ -63,7 +63,7 @@ def test_full_size_code_path_runs_on_the_tiny_configs(tiny_models: tuple) -> Non
 
 
 def test_speed_settings_table_adds_one_setting_per_row(tiny_models: tuple) -> None:
-    from sdxl_mcp.engine.bench_fullsize import unet_settings_run
+    from sdxl_mcp.bench.fullsize import unet_settings_run
 
     rows = unet_settings_run(device="cpu", dtype_name="fp32", size=128, steps=1, kind="tiny",
                              settings=("classic attention", "sdpa", "channels_last", "fuse_qkv"))
@@ -75,7 +75,7 @@ def test_speed_settings_table_adds_one_setting_per_row(tiny_models: tuple) -> No
 
 
 def test_vae_decode_table_has_a_row_per_dtype(tiny_models: tuple) -> None:
-    from sdxl_mcp.engine.bench_fullsize import vae_decode_run
+    from sdxl_mcp.bench.fullsize import vae_decode_run
 
     rows = vae_decode_run(device="cpu", size=128, kind="tiny", dtypes=("fp32", "bf16"))
     assert [r["dtype"] for r in rows] == ["fp32", "bf16"]
@@ -83,7 +83,7 @@ def test_vae_decode_table_has_a_row_per_dtype(tiny_models: tuple) -> None:
 
 
 def test_edit_table_times_one_img2img_edit(tiny_models: tuple) -> None:
-    from sdxl_mcp.engine.bench_edits import edit_run
+    from sdxl_mcp.bench.edits import edit_run
 
     (row,) = edit_run(device="cpu", dtype_name="fp32", size=128, steps=10, kind="tiny")
     assert (row["what"], row["strength"], row["steps_run"]) == ("img2img edit", 0.6, 6)
@@ -91,7 +91,7 @@ def test_edit_table_times_one_img2img_edit(tiny_models: tuple) -> None:
 
 
 def test_variations_table_has_one_by_one_and_batched_rows(tiny_models: tuple) -> None:
-    from sdxl_mcp.engine.bench_edits import variations_run
+    from sdxl_mcp.bench.edits import variations_run
 
     rows = variations_run(device="cpu", dtype_name="fp32", size=128, steps=2, count=2,
                           kind="tiny")
@@ -114,7 +114,7 @@ def test_full_size_refuses_a_cpu_without_force(
 
 def test_bench_writes_json_with_the_command(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "sdxl_mcp.cli", "bench", "--hotpath", "--runs", "1",
+        [sys.executable, "-m", "sdxl_mcp", "bench", "--hotpath", "--runs", "1",
          "--size", "64", "--out", str(tmp_path)],
         capture_output=True, text=True, cwd=tmp_path, timeout=300,
     )
@@ -133,7 +133,7 @@ def test_full_size_report_has_the_speed_settings_and_vae_tables(
     tmp_path: Path, tiny_models: tuple
 ) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "sdxl_mcp.cli", "bench", "--full-size", "--force", "--device",
+        [sys.executable, "-m", "sdxl_mcp", "bench", "--full-size", "--force", "--device",
          "cpu", "--models", "tiny", "--size", "128", "--steps", "4", "--dtypes", "fp32",
          "--settings-dtype", "fp32", "--settings-steps", "1", "--skip-compile",
          "--out", str(tmp_path)],
@@ -165,7 +165,7 @@ def test_the_bench_package_and_its_parser_load_neither_torch_nor_the_mcp_sdk() -
 
 # ------------------------------------------------- drafts and LoRA (engine.bench_draft)
 def test_draft_and_lora_rows_run_on_the_tiny_configs(tiny_models: tuple) -> None:
-    from sdxl_mcp.engine.bench_draft import draft_run
+    from sdxl_mcp.bench.draft import draft_run
 
     rows = draft_run(device="cpu", dtype_name="fp32", size=64, kind="tiny", draft_steps=2,
                      regular_steps=1, rank=4)
@@ -186,8 +186,8 @@ def test_the_bench_lora_has_sdxl_lightnings_shape_on_the_real_unet() -> None:
     import torch
     from diffusers import UNet2DConditionModel
 
-    from sdxl_mcp.engine.bench_draft import attach_lightning_shaped_lora
-    from sdxl_mcp.engine.bench_pipelines import model_config
+    from sdxl_mcp.bench.draft import attach_lightning_shaped_lora
+    from sdxl_mcp.bench.pipelines import model_config
 
     with torch.device("meta"):  # the real architecture, no memory
         unet = UNet2DConditionModel.from_config(model_config("base_unet", "sdxl"))
@@ -199,9 +199,9 @@ def test_the_bench_lora_has_sdxl_lightnings_shape_on_the_real_unet() -> None:
 def test_the_bench_lora_changes_the_unets_output_when_active(tiny_models: tuple) -> None:
     import torch
 
-    from sdxl_mcp.engine.bench_draft import ADAPTER, attach_lightning_shaped_lora
-    from sdxl_mcp.engine.bench_fullsize import _unet_inputs
-    from sdxl_mcp.engine.bench_pipelines import build_base_unet
+    from sdxl_mcp.bench.draft import ADAPTER, attach_lightning_shaped_lora
+    from sdxl_mcp.bench.fullsize import _unet_inputs
+    from sdxl_mcp.bench.pipelines import build_base_unet
 
     unet = build_base_unet("tiny", "cpu", torch.float32)
     inputs = _unet_inputs(unet, 64, "cpu", torch.float32)

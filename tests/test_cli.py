@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sdxl_mcp.archive import save_generation
-from sdxl_mcp.backend import EngineOutput
+from sdxl_mcp.backend.base import EngineOutput
 from sdxl_mcp.library import ImageStore, parse_infotext
 from sdxl_mcp.schemas import GenerationRequest
+from sdxl_mcp.service.generate import generation_entry
+from sdxl_mcp.service.keeping import save_output
 from sdxl_mcp.settings import Settings
 
 
@@ -33,7 +34,7 @@ def run_cli(*args: str, tmp_path: Path, **env: str) -> subprocess.CompletedProce
     )
     full_env.update(env)
     return subprocess.run(
-        [sys.executable, "-m", "sdxl_mcp.cli", *args],
+        [sys.executable, "-m", "sdxl_mcp", *args],
         capture_output=True, text=True, env=full_env, cwd=tmp_path, timeout=300,
     )
 
@@ -114,7 +115,7 @@ def test_gpu_reports_the_precision_decision(tiny_models: tuple, tmp_path: Path) 
 
 # ------------------------------------------------------------------- vary
 def test_vary_flags_map_to_the_vary_request_fields() -> None:
-    from sdxl_mcp.cliargs import VARY_FIELDS, build_parser
+    from sdxl_mcp.entrypoints.cli.args import VARY_FIELDS, build_parser
 
     args = build_parser().parse_args([
         "vary", "img_abc", "--count", "3", "--seed", "5", "--prompt", "at dusk",
@@ -132,7 +133,12 @@ def test_vary_flags_map_to_the_vary_request_fields() -> None:
 
 
 def test_flags_left_out_leave_the_requests_own_defaults() -> None:
-    from sdxl_mcp.cliargs import EDIT_FIELDS, GENERATE_FIELDS, build_parser, request_fields
+    from sdxl_mcp.entrypoints.cli.args import (
+        EDIT_FIELDS,
+        GENERATE_FIELDS,
+        build_parser,
+        request_fields,
+    )
     from sdxl_mcp.schemas import EditRequest
 
     generate = build_parser().parse_args(["generate", "a red fox"])
@@ -148,7 +154,7 @@ def test_flags_left_out_leave_the_requests_own_defaults() -> None:
 def test_every_quality_preset_is_a_choice_for_generate_and_vary() -> None:
     from typing import get_args
 
-    from sdxl_mcp.cliargs import build_parser
+    from sdxl_mcp.entrypoints.cli.args import build_parser
     from sdxl_mcp.schemas.fields import QualityPreset
 
     for preset in get_args(QualityPreset):
@@ -158,7 +164,7 @@ def test_every_quality_preset_is_a_choice_for_generate_and_vary() -> None:
 
 
 def test_lora_flags_fill_the_loras_field_in_order() -> None:
-    from sdxl_mcp.cliargs import GENERATE_FIELDS, build_parser, request_fields
+    from sdxl_mcp.entrypoints.cli.args import GENERATE_FIELDS, build_parser, request_fields
 
     args = build_parser().parse_args(
         ["generate", "a red fox", "--lora", "watercolor:0.6", "--lora", "film-grain"])
@@ -188,10 +194,10 @@ def test_a_lora_weight_out_of_range_is_the_requests_own_error(tmp_path: Path) ->
 def test_the_cli_modules_import_nothing_from_the_engine() -> None:
     import ast
 
-    import sdxl_mcp.cli
-    import sdxl_mcp.cliargs
+    import sdxl_mcp.entrypoints.cli.args
+    import sdxl_mcp.entrypoints.cli.main
 
-    for module in (sdxl_mcp.cli, sdxl_mcp.cliargs):
+    for module in (sdxl_mcp.entrypoints.cli.main, sdxl_mcp.entrypoints.cli.args):
         tree = ast.parse(Path(module.__file__ or "").read_text())
         imported = {node.module for node in ast.walk(tree)
                     if isinstance(node, ast.ImportFrom) and node.module}
@@ -211,7 +217,8 @@ def _catalogued_source(tmp_path: Path) -> Path:
                           refined=False, refiner_error=None, precision="fp32", device="cpu",
                           base_model="tiny-random", refiner_model=None)
     with ImageStore(settings.output_dir) as store:
-        result = save_generation(store, settings, "job-source", request, output, 0.0)
+        entry = generation_entry(settings, request, output)
+        result = save_output(store, settings, "job-source", output, entry, 0.0)
     assert result.path is not None
     return Path(result.path)
 

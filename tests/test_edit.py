@@ -25,11 +25,12 @@ from tests.fakes import GatedBackend
 from tests.helpers_http import serve
 from tests.test_cli import run_cli
 
+from sdxl_mcp.entrypoints.mcp.server import build_server
 from sdxl_mcp.errors import BadRequest, NotFound
 from sdxl_mcp.library import CatalogRecord, ImageStore, parse_infotext
 from sdxl_mcp.schemas import EditRequest
-from sdxl_mcp.server import build_server
-from sdxl_mcp.service import ImageService
+from sdxl_mcp.service.edit import edit as edit_image
+from sdxl_mcp.service.facade import ImageService
 
 pytestmark = pytest.mark.anyio
 FAST = {"num_inference_steps": 10, "use_refinement": False}  # strength 0.6: 6 steps
@@ -76,10 +77,10 @@ async def test_edit_by_id_uri_and_path_saves_a_new_catalogued_image(
     settings = make_settings()
     async with ImageService(settings, backend=tiny_engine) as svc:
         src = catalogue(svc.store, noise())
-        by_id = await svc.edit(edit(src.image_id or "", seed=5))
-        by_uri = await svc.edit(edit(f"image://{src.image_id}", seed=5))
-        by_path = await svc.edit(edit(str(src.path), seed=5))
-        again = await svc.edit(edit(src.image_id or "", seed=6))
+        by_id = await edit_image(svc, edit(src.image_id or "", seed=5))
+        by_uri = await edit_image(svc, edit(f"image://{src.image_id}", seed=5))
+        by_path = await edit_image(svc, edit(str(src.path), seed=5))
+        again = await edit_image(svc, edit(src.image_id or "", seed=6))
         total, _ = svc.store.catalog.search(None, limit=10)
     for result in (by_id, by_uri, by_path):
         assert result.status == "succeeded" and result.source_image_id == src.image_id
@@ -104,7 +105,7 @@ async def test_inpainting_keeps_the_black_half_and_records_the_mask(
     async with ImageService(make_settings(), backend=tiny_engine) as svc:
         src = catalogue(svc.store, noise())
         mask = catalogue(svc.store, half_mask())
-        result = await svc.edit(edit(src.image_id or "", mask=mask.image_id, seed=2))
+        result = await edit_image(svc, edit(src.image_id or "", mask=mask.image_id, seed=2))
     assert result.mask_image_id == mask.image_id and result.source_image_id == src.image_id
     got = np.asarray(Image.open(result.path or "").convert("RGB"))
     assert np.array_equal(got[:, 128:], np.asarray(noise())[:, 128:])
@@ -122,7 +123,7 @@ async def test_a_stock_photo_source_carries_its_pexels_credit(
                                       "photographer": "Ann Lee",
                                       "photographer_url": "https://www.pexels.com/@ann",
                                       "page_url": "https://www.pexels.com/photo/12345/"})
-        result = await svc.edit(edit(photo.image_id or ""))
+        result = await edit_image(svc, edit(photo.image_id or ""))
     assert result.status == "succeeded" and result.source_image_id == photo.image_id
     assert result.attribution == "Photo by Ann Lee on Pexels"
     assert result.pexels_photo_id == 12345
@@ -150,7 +151,7 @@ async def test_a_mask_that_does_not_fit_is_refused_before_admission(
         mask = catalogue(svc.store, mask_image)
         before = files(svc.store.output_dir)
         with pytest.raises(BadRequest, match=words):
-            await svc.edit(edit(src.image_id or "", mask=mask.image_id))
+            await edit_image(svc, edit(src.image_id or "", mask=mask.image_id))
         assert files(svc.store.output_dir) == before
         assert svc.queue_status()["running"] == svc.queue_status()["waiting"] == 0
         assert svc.jobs.all() == [] and backend.calls == 0
@@ -180,7 +181,7 @@ async def test_references_the_resolver_refuses_name_the_argument(
         ]
         for request, error, words in cases:
             with pytest.raises(error, match=words):
-                await svc.edit(request)
+                await edit_image(svc, request)
         assert files(svc.store.output_dir) == before
         assert svc.jobs.all() == [] and backend.calls == 0
 
@@ -198,14 +199,14 @@ async def test_cancel_mid_edit_frees_the_slot_and_a_long_edit_is_a_job_handle(
     backend = GatedBackend()
     async with ImageService(make_settings(), backend=backend) as svc:  # type: ignore[arg-type]
         src = catalogue(svc.store, noise())
-        handle = await svc.edit(edit(src.image_id or ""), wait_s=0.05)
+        handle = await edit_image(svc, edit(src.image_id or ""), wait_s=0.05)
         assert handle.status == "running" and handle.job_id
         await anyio.to_thread.run_sync(backend.started.wait, 10)
         cancelled = await svc.cancel_job(handle.job_id)
         assert cancelled.status == "cancelled" and backend.cancelled.is_set()
         assert svc.queue_status()["running"] == 0
         backend.gate.set()
-        done = await svc.edit(edit(src.image_id or ""))
+        done = await edit_image(svc, edit(src.image_id or ""))
         assert done.status == "succeeded" and backend.calls == 2
         followed = await svc.wait_job(handle.job_id, 0)
         assert followed.status == "cancelled"

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from tests.reliability.support_faults import failing_forward
 
-from sdxl_mcp.backend import CancelToken, ProgressEvent
+from sdxl_mcp.backend.base import CancelToken, ProgressEvent
 from sdxl_mcp.engine.edit import base_schedule, output_size
 from sdxl_mcp.engine.sdxl import SDXLEngine
 from sdxl_mcp.errors import Cancelled, OutOfMemory

@@ -10,7 +10,7 @@ import pytest
 import torch
 from tests.reliability.support_faults import failing_forward
 
-from sdxl_mcp.backend import CancelToken, ProgressEvent
+from sdxl_mcp.backend.base import CancelToken, ProgressEvent
 from sdxl_mcp.engine.sdxl import SDXLEngine, sequential_refiner_schedule
 from sdxl_mcp.errors import Cancelled, GenerationFailed, ModelUnavailable, OutOfMemory
 from sdxl_mcp.schemas import GenerationRequest

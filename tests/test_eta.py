@@ -11,11 +11,11 @@ import pytest
 from mcp import Client
 from tests.fakes import GatedBackend
 
-from sdxl_mcp.backend import CancelToken, EngineOutput, ProgressEvent
-from sdxl_mcp.eta import EtaTracker, eta_text
+from sdxl_mcp.backend.base import CancelToken, EngineOutput, ProgressEvent
+from sdxl_mcp.entrypoints.mcp.server import build_server
 from sdxl_mcp.schemas import GenerationRequest
-from sdxl_mcp.server import build_server
-from sdxl_mcp.service import ImageService
+from sdxl_mcp.service.eta import EtaTracker, eta_text
+from sdxl_mcp.service.facade import ImageService
 
 Step = tuple[str, int, int, int, int, float]  # stage, step, stage_total, done, total, time
 

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from tests.fakes import GatedBackend
 from tests.helpers_http import serve
 
+from sdxl_mcp.entrypoints.mcp.server import build_server
 from sdxl_mcp.errors import BadRequest
 from sdxl_mcp.library import CatalogRecord, ImageStore
 from sdxl_mcp.library.exports import Exporter, export_name, markdown_img, read_user_comment
@@ -26,8 +27,7 @@ from sdxl_mcp.library.resolver import ImageResolver, ResolvedImage
 from sdxl_mcp.library.stock_photos import _save_and_catalog
 from sdxl_mcp.library.transforms import sniff_format
 from sdxl_mcp.schemas import ExportRequest, describe_validation_error
-from sdxl_mcp.server import build_server
-from sdxl_mcp.service import ImageService
+from sdxl_mcp.service.facade import ImageService
 from sdxl_mcp.settings import Settings
 
 INFOTEXT = ("a red lighthouse, highly detailed, 4k\nNegative prompt: fog\n"

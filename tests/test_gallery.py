@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from helpers_gallery import HOSTILE, HOSTILE_ALT, TIMEOUT, TOKEN, Library, library_server
-from sdxl_mcp.gallery import CSP, PER_PAGE
-from sdxl_mcp.gallery_auth import COOKIE_NAME, MAX_FAILURES, FailureLimiter, Sessions
+from sdxl_mcp.entrypoints.http.auth import COOKIE_NAME, MAX_FAILURES, FailureLimiter, Sessions
+from sdxl_mcp.entrypoints.http.gallery import CSP, PER_PAGE
 
 IDS = re.compile(r'data-image-id="([^"]+)"')
 

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from helpers_gallery import HOSTILE, TOKEN, Library, library_server
-from sdxl_mcp.gallery_auth import COOKIE_NAME
+from sdxl_mcp.entrypoints.http.auth import COOKIE_NAME
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = os.environ.get("SDXL_MCP_GALLERY_SCREENSHOTS")

@@ -24,9 +24,9 @@ from tests.fakes import GatedBackend
 from tests.test_server import TOOLS
 
 from helpers_http import STARTUP_LIMIT_S, LiveServer, serve, tiny_settings
+from sdxl_mcp.entrypoints.http.app import build_http_app
 from sdxl_mcp.errors import SettingsError
-from sdxl_mcp.http import build_http_app
-from sdxl_mcp.service import ImageService
+from sdxl_mcp.service.facade import ImageService
 
 GENERATE = "/api/media/generate-image"
 IMAGES = "/api/media/images/"
@@ -351,7 +351,7 @@ def test_non_loopback_bind_with_token_builds(make_settings: Callable[..., Any]) 
 
 def test_cli_refuses_non_loopback_bind_without_token(tmp_path: Path) -> None:
     script = Path(sys.executable).with_name("sdxl-mcp")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "sdxl_mcp.cli"]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "sdxl_mcp"]
     env = {**clean_environ(), "SDXL_MCP_LOG_DIR": str(tmp_path / "logs"),
            "SDXL_MCP_OUTPUT_DIR": str(tmp_path / "images")}
     done = subprocess.run(

@@ -14,8 +14,8 @@ from mcp import Client
 from PIL import Image
 from tests.helpers_http import serve, tiny_settings
 
+from sdxl_mcp.entrypoints.mcp.server import build_server
 from sdxl_mcp.library.transforms import sniff_format
-from sdxl_mcp.server import build_server
 from sdxl_mcp.settings import Settings
 
 SMALL = {"width": 256, "height": 256, "num_inference_steps": 20, "use_refinement": False}

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from sdxl_mcp.backend import ENGINE_EXTRA_MISSING
+from sdxl_mcp.backend.factory import ENGINE_EXTRA_MISSING
 
 ENGINE_PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "safetensors", "pynvml")
 INSTALL_HINT = "pip install 'sdxl-mcp[engine]'"
@@ -70,7 +70,7 @@ def test_mcp_server_starts_says_which_extra_and_refuses_generation_in_one_senten
         async def main():
             # The whole environment: the SDK passes only a safe subset by default.
             params = StdioServerParameters(command=sys.executable,
-                                           args=["-m", "sdxl_mcp.cli", "serve"],
+                                           args=["-m", "sdxl_mcp", "serve"],
                                            env=dict(os.environ))
             async with Client(params) as client:
                 generated = await client.call_tool("generate_image", {"prompt": "a cat"})
@@ -100,7 +100,7 @@ def test_rest_generation_answers_503_naming_the_extra(
     proc = _python("""
         import json
         from starlette.testclient import TestClient
-        from sdxl_mcp.http import build_http_app
+        from sdxl_mcp.entrypoints.http.app import build_http_app
         from sdxl_mcp.settings import load_settings
 
         app = build_http_app(load_settings())
@@ -122,7 +122,7 @@ def test_cli_generate_fails_with_one_line_naming_the_extra(
     light_env: dict[str, str], tmp_path: Path
 ) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "sdxl_mcp.cli", "generate", "a cat", "--no-progress"],
+        [sys.executable, "-m", "sdxl_mcp", "generate", "a cat", "--no-progress"],
         capture_output=True, text=True, env=light_env, cwd=tmp_path, timeout=120,
     )
     assert proc.returncode == 1
@@ -133,7 +133,7 @@ def test_cli_generate_fails_with_one_line_naming_the_extra(
 
 def test_make_tiny_models_names_the_extra(light_env: dict[str, str], tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "sdxl_mcp.cli", "make-tiny-models", str(tmp_path / "tiny")],
+        [sys.executable, "-m", "sdxl_mcp", "make-tiny-models", str(tmp_path / "tiny")],
         capture_output=True, text=True, env=light_env, cwd=tmp_path, timeout=120,
     )
     assert proc.returncode == 1

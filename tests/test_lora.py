@@ -19,10 +19,18 @@ from pydantic import ValidationError
 from tests.fakes import GatedBackend
 from tests.helpers_http import serve
 
+from sdxl_mcp.entrypoints.mcp.server import build_server
 from sdxl_mcp.errors import BadRequest
 from sdxl_mcp.library.infotext import InfotextParams, format_infotext, parse_infotext
-from sdxl_mcp.lorafiles import draft_source, lora_files, lora_hash, resolve_loras, with_loras
-from sdxl_mcp.loraflow import admit, resolve_draft, warn_missing_dirs
+from sdxl_mcp.library.loras import (
+    draft_source,
+    lora_files,
+    lora_hash,
+    resolve_draft,
+    resolve_loras,
+    warn_missing_dirs,
+    with_loras,
+)
 from sdxl_mcp.schemas import (
     EditRequest,
     GenerationRequest,
@@ -30,8 +38,10 @@ from sdxl_mcp.schemas import (
     describe_validation_error,
 )
 from sdxl_mcp.schemas.loras import prompt_loras, prompt_without_lora_tags
-from sdxl_mcp.server import build_server
-from sdxl_mcp.service import ImageService
+from sdxl_mcp.service.facade import ImageService
+from sdxl_mcp.service.generate import generate as generate_image
+from sdxl_mcp.service.loras import admit
+from sdxl_mcp.service.vary import vary as vary_image
 
 SMALL = {"width": 256, "height": 256, "num_inference_steps": 20}
 
@@ -197,7 +207,7 @@ def test_draft_takes_the_servers_steps_and_guidance_unless_given(
 def test_a_configured_lora_folder_that_does_not_exist_is_a_startup_warning(
     make_settings: Callable[..., Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="sdxl_mcp.loraflow"):
+    with caplog.at_level(logging.INFO, logger="sdxl_mcp.library.loras"):
         warn_missing_dirs(make_settings(lora_dirs=[tmp_path / "nowhere"]))
     assert [r.levelname for r in caplog.records] == ["WARNING"]
     assert "nowhere" in caplog.text and "SDXL_MCP_LORA_DIRS" in caplog.text
@@ -259,12 +269,12 @@ async def test_vary_with_new_loras_skips_the_refiner_and_few_steps_need_draft(
     backend = RecordingBackend()
     settings = make_settings(lora_dirs=[tmp_path / "loras"])
     async with ImageService(settings, backend=backend) as svc:  # type: ignore[arg-type]
-        source = await svc.generate(GenerationRequest(prompt="a fox", seed=1, **SMALL))
+        source = await generate_image(svc, GenerationRequest(prompt="a fox", seed=1, **SMALL))
         assert backend.requests[-1][0].use_refinement
-        await svc.vary(VaryRequest(image=source.image_id or "", seed=2,
+        await vary_image(svc, VaryRequest(image=source.image_id or "", seed=2,
                                    loras=[{"name": "ink", "weight": 0.6}]))
         with pytest.raises(BadRequest) as caught:
-            await svc.vary(VaryRequest(image=source.image_id or "", num_inference_steps=6))
+            await vary_image(svc, VaryRequest(image=source.image_id or "", num_inference_steps=6))
     varied = backend.requests[-1][0]
     assert not varied.use_refinement and [(r.name, r.weight) for r in varied.loras] == [
         ("ink", 0.6)]

@@ -11,8 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import sdxl_mcp.preview
-from sdxl_mcp.preview import PREVIEW_MAX_BYTES, preview_jpeg, preview_jpeg_image, while_previewing
+import sdxl_mcp.library.previews
+from sdxl_mcp.library.previews import (
+    PREVIEW_MAX_BYTES,
+    preview_jpeg,
+    preview_jpeg_image,
+    while_previewing,
+)
 
 
 def _decode(data: bytes) -> Image.Image:
@@ -83,7 +88,7 @@ def test_while_previewing_raises_the_works_error_once_the_preview_is_done(
     def failing_save() -> str:
         raise OSError("disk full")
 
-    monkeypatch.setattr(sdxl_mcp.preview, "preview_jpeg_image", slow_preview)
+    monkeypatch.setattr(sdxl_mcp.library.previews, "preview_jpeg_image", slow_preview)
     with pytest.raises(OSError, match="disk full"):
         while_previewing(source, failing_save)
     assert preview_done.is_set(), "the error reached the caller before the preview was done"

@@ -9,10 +9,10 @@ from typing import Any
 from mcp import Client
 from tests.fakes import GatedBackend
 
-from sdxl_mcp.prompt_guide import INSTRUCTIONS_LIMIT, PROMPT_NAME
+from sdxl_mcp.entrypoints.mcp.guide import INSTRUCTIONS_LIMIT, PROMPT_NAME
+from sdxl_mcp.entrypoints.mcp.server import build_server
 from sdxl_mcp.schemas.fields import ASPECT_RATIOS
-from sdxl_mcp.server import build_server
-from sdxl_mcp.service import ImageService
+from sdxl_mcp.service.facade import ImageService
 
 WORKFLOW = ("find_images", "search_stock_image", "generate_image", "vary_image",
             "export_image")

@@ -1,4 +1,4 @@
-"""A1111 prompt syntax (``sdxl_mcp.prompt_syntax``) and the request checks built on it.
+"""A1111 prompt syntax (``sdxl_mcp.schemas.prompt_syntax``) and the request checks built on it.
 
 Torch-free: the table of what each piece of syntax means, the errors that
 quote the fragment, and that the requests keep the prompt as written.
@@ -13,17 +13,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from sdxl_mcp.backend import EngineOutput
-from sdxl_mcp.prompt_syntax import (
+from sdxl_mcp.backend.base import EngineOutput
+from sdxl_mcp.schemas import EditRequest, GenerationRequest, describe_validation_error
+from sdxl_mcp.schemas.prompt_syntax import (
     Fragment,
     PromptSyntaxError,
     parse_prompt,
     plain_text,
     strip_lora_tags,
 )
-from sdxl_mcp.results import infotext_params
-from sdxl_mcp.schemas import EditRequest, GenerationRequest, describe_validation_error
 from sdxl_mcp.schemas.vary import VaryRequest
+from sdxl_mcp.service.results import infotext_params
 
 F = Fragment
 R, S = 1.1, round(1 / 1.1, 6)

@@ -18,10 +18,10 @@ from PIL import Image
 
 from sdxl_mcp.engine.prompts import encode_prompts
 from sdxl_mcp.engine.sdxl import SDXLEngine
+from sdxl_mcp.entrypoints.mcp.server import build_server
 from sdxl_mcp.library import parse_infotext
 from sdxl_mcp.schemas import EditRequest, GenerationRequest
-from sdxl_mcp.server import build_server
-from sdxl_mcp.service import ImageService
+from sdxl_mcp.service.facade import ImageService
 
 TINY = {"width": 64, "height": 64, "num_inference_steps": 3}
 # 120 tokens: 83 shared, then the tails differ (the tiny tokenizer: a token a letter).

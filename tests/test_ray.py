@@ -21,8 +21,10 @@ from PIL import Image
 ray = pytest.importorskip("ray")
 
 from sdxl_mcp.cluster.ray_backend import RayBackend  # noqa: E402
-from sdxl_mcp.server import build_server  # noqa: E402
-from sdxl_mcp.service import ImageService  # noqa: E402
+from sdxl_mcp.entrypoints.mcp.server import build_server  # noqa: E402
+from sdxl_mcp.service.facade import ImageService  # noqa: E402
+from sdxl_mcp.service.generate import generate as generate_image  # noqa: E402
+from sdxl_mcp.service.vary import vary as vary_image  # noqa: E402
 from sdxl_mcp.settings import Settings  # noqa: E402
 
 SMALL = {"width": 256, "height": 256, "num_inference_steps": 20}
@@ -196,10 +198,11 @@ async def test_variations_on_the_ray_backend_get_consecutive_seeds(
 
     events: list[Any] = []
     async with ImageService(ray_settings, backend=ray_backend) as service:
-        source = await service.generate(GenerationRequest(
+        source = await generate_image(service, GenerationRequest(
             prompt="a red fox", seed=1, use_refinement=False, **SMALL))
-        varied = await service.vary(VaryRequest(image=source.image_id or "", count=2, seed=30),
-                                    on_progress=events.append)
+        varied = await vary_image(
+            service, VaryRequest(image=source.image_id or "", count=2, seed=30),
+            on_progress=events.append)
     assert varied.status == "succeeded", varied.message
     assert [r.seed for r in varied.results] == [30, 31]
     assert all(r.path and Path(r.path).is_file() for r in varied.results)

@@ -22,10 +22,10 @@ from tests.env import isolated_environ
 from tests.fakes import GatedBackend
 from tests.helpers_http import LiveServer, serve, tiny_settings
 
+from sdxl_mcp.entrypoints.mcp.server import build_server
 from sdxl_mcp.library import CatalogRecord
 from sdxl_mcp.library.transforms import sniff_format
-from sdxl_mcp.server import build_server
-from sdxl_mcp.service import ImageService
+from sdxl_mcp.service.facade import ImageService
 from sdxl_mcp.settings import Settings
 
 SMALL = {"width": 256, "height": 256, "num_inference_steps": 20}

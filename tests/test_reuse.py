@@ -10,10 +10,11 @@ import pytest
 from mcp import Client
 from tests.fakes import GatedBackend
 
+from sdxl_mcp.entrypoints.mcp.server import build_server
 from sdxl_mcp.library.reuse import request_key
 from sdxl_mcp.schemas import GenerationRequest
-from sdxl_mcp.server import build_server
-from sdxl_mcp.service import ImageService
+from sdxl_mcp.service.facade import ImageService
+from sdxl_mcp.service.generate import generate as generate_image
 from sdxl_mcp.settings import Settings
 
 SMALL = {"width": 256, "height": 256, "num_inference_steps": 20}
@@ -68,13 +69,13 @@ async def test_identical_request_returns_the_catalogued_image_without_generating
 ) -> None:
     backend = GatedBackend(gate_open=True)
     async with ImageService(make_settings(), backend=backend) as service:
-        first = await service.generate(_request())
-        again = await service.generate(_request())
+        first = await generate_image(service, _request())
+        again = await generate_image(service, _request())
         assert backend.calls == 1
         assert again.reused is True and first.reused is False
         assert again.path == first.path and again.image_id == first.image_id
         assert "Reused" in again.message and "reuse=false" in again.message
-        fresh = await service.generate(_request(reuse=False))
+        fresh = await generate_image(service, _request(reuse=False))
         assert backend.calls == 2 and fresh.path != first.path and not fresh.reused
 
 
@@ -82,9 +83,9 @@ async def test_identical_request_returns_the_catalogued_image_without_generating
 async def test_a_deleted_file_is_generated_again(make_settings: Callable[..., Settings]) -> None:
     backend = GatedBackend(gate_open=True)
     async with ImageService(make_settings(), backend=backend) as service:
-        first = await service.generate(_request())
+        first = await generate_image(service, _request())
         Path(first.path or "").unlink()
-        again = await service.generate(_request())
+        again = await generate_image(service, _request())
     assert backend.calls == 2 and not again.reused and Path(again.path or "").exists()
 
 

@@ -14,8 +14,8 @@ from mcp import Client
 from PIL import Image
 from tests.fakes import GatedBackend
 
-from sdxl_mcp.server import build_server
-from sdxl_mcp.service import ImageService
+from sdxl_mcp.entrypoints.mcp.server import build_server
+from sdxl_mcp.service.facade import ImageService
 
 TOOLS = {"generate_image", "get_generation", "cancel_generation", "search_stock_image",
          "gpu_status", "find_images", "export_image", "edit_image", "vary_image",

@@ -17,7 +17,10 @@ from tests.fakes import GatedBackend
 from sdxl_mcp.errors import Busy, NoImageFound, NotFound, StorageError
 from sdxl_mcp.library import parse_infotext
 from sdxl_mcp.schemas import GenerationRequest
-from sdxl_mcp.service import ImageService
+from sdxl_mcp.service.facade import ImageService
+from sdxl_mcp.service.generate import generate as generate_image
+from sdxl_mcp.service.generate import submit_generation
+from sdxl_mcp.service.status import gpu_status
 
 pytestmark = pytest.mark.anyio
 
@@ -38,7 +41,7 @@ async def test_generation_writes_png_sidecar_and_catalog_row(
 ) -> None:
     settings = make_settings()
     async with ImageService(settings) as service:
-        result = await service.generate(request(seed=11))
+        result = await generate_image(service, request(seed=11))
     assert result.success and result.status == "succeeded"
     path = Path(result.path or "")
     assert path.is_absolute() and path.exists()
@@ -70,7 +73,7 @@ async def test_model_load_includes_building_the_engine(
 
     monkeypatch.setattr(sdxl_mcp.engine.sdxl, "SDXLEngine", slow_engine)
     async with ImageService(make_settings(preload=False)) as service:
-        result = await service.generate(request(seed=1))
+        result = await generate_image(service, request(seed=1))
     assert result.timings.model_load >= 0.5
     assert result.timings.total >= result.timings.model_load
 
@@ -78,7 +81,7 @@ async def test_model_load_includes_building_the_engine(
 async def test_random_seed_is_returned(make_settings: Callable[..., Any]) -> None:
     async with ImageService(make_settings(), backend=GatedBackend()) as service:
         service.backend.gate.set()  # type: ignore[attr-defined]
-        result = await service.generate(request())
+        result = await generate_image(service, request())
     assert result.seed is not None and 0 <= result.seed < 2**32
 
 
@@ -87,7 +90,7 @@ async def test_generation_off_and_no_stock_gives_the_guides_message(
 ) -> None:
     async with ImageService(make_settings(), backend=GatedBackend()) as service:
         with pytest.raises(NoImageFound, match="Ensure PEXELS_API_KEY is set or GPU available"):
-            await service.generate(request(use_generation=False))
+            await generate_image(service, request(use_generation=False))
 
 
 async def test_queue_beyond_max_queue_is_busy_with_retry_hint(
@@ -95,10 +98,10 @@ async def test_queue_beyond_max_queue_is_busy_with_retry_hint(
 ) -> None:
     backend = GatedBackend()
     async with ImageService(make_settings(max_queue=1), backend=backend) as service:
-        running = service.submit(request())
-        waiting = service.submit(request())
+        running = submit_generation(service, request())
+        waiting = submit_generation(service, request())
         with pytest.raises(Busy) as busy:
-            service.submit(request())
+            submit_generation(service, request())
         assert busy.value.retryable and busy.value.retry_after_s
         assert "retry in about" in busy.value.message
         backend.gate.set()
@@ -112,7 +115,7 @@ async def test_max_wait_returns_a_job_handle_then_the_result(
 ) -> None:
     backend = GatedBackend()
     async with ImageService(make_settings(), backend=backend) as service:
-        handle = await service.generate(request(), wait_s=0.05)
+        handle = await generate_image(service, request(), wait_s=0.05)
         assert handle.status == "running" and handle.job_id
         assert "get_generation" in handle.message
         backend.gate.set()
@@ -123,12 +126,12 @@ async def test_max_wait_returns_a_job_handle_then_the_result(
 async def test_cancel_job_frees_the_slot(make_settings: Callable[..., Any]) -> None:
     backend = GatedBackend()
     async with ImageService(make_settings(max_queue=0), backend=backend) as service:
-        job = service.submit(request())
+        job = submit_generation(service, request())
         await anyio.to_thread.run_sync(backend.started.wait)
         cancelled = await service.cancel_job(job.id)
         assert cancelled.status == "cancelled" and cancelled.error_code == "cancelled"
         backend.gate.set()
-        again = await service.generate(request())  # the slot is free again
+        again = await generate_image(service, request())  # the slot is free again
     assert again.success
 
 
@@ -137,11 +140,11 @@ async def test_generation_timeout_interrupts_and_reports(
 ) -> None:
     backend = GatedBackend()
     async with ImageService(make_settings(generation_timeout_s=0.2), backend=backend) as service:
-        result = await service.generate(request())
+        result = await generate_image(service, request())
         assert result.status == "failed" and result.error_code == "timeout"
         assert "GENERATION_TIMEOUT_S" in result.message
         backend.gate.set()
-        assert (await service.generate(request())).success
+        assert (await generate_image(service, request())).success
 
 
 async def test_unknown_job_is_not_found(make_settings: Callable[..., Any]) -> None:
@@ -159,9 +162,9 @@ async def test_an_unusable_output_folder_does_not_stop_the_service(
     blocked.write_text("")
     settings = make_settings(output_dir=blocked / "images")
     async with ImageService(settings, backend=GatedBackend(gate_open=True)) as service:
-        status = await service.gpu_status()
+        status = await gpu_status(service)
         assert status.queue["waiting"] == 0
         with pytest.raises(StorageError, match="SDXL_MCP_OUTPUT_DIR"):
-            await service.generate(request(seed=1))
+            await generate_image(service, request(seed=1))
         assert service.resolve_image("anything.png") is None
         assert service.jobs.all() == []  # refused before admission: nothing queued

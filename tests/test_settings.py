@@ -410,7 +410,7 @@ def _run_python(args: list[str], cwd: Path, **extra_env: str) -> subprocess.Comp
 
 
 def test_cli_exits_non_zero_with_one_stderr_line_on_invalid_setting(tmp_path: Path) -> None:
-    proc = _run_python(["-m", "sdxl_mcp.cli", "gpu"], tmp_path, SDXL_MCP_MAX_QUEUE="abc")
+    proc = _run_python(["-m", "sdxl_mcp", "gpu"], tmp_path, SDXL_MCP_MAX_QUEUE="abc")
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr
@@ -420,7 +420,8 @@ def test_cli_exits_non_zero_with_one_stderr_line_on_invalid_setting(tmp_path: Pa
 
 def test_light_modules_do_not_import_torch(tmp_path: Path) -> None:
     code = (
-        "import sdxl_mcp.schemas, sdxl_mcp.settings, sdxl_mcp.errors, sdxl_mcp.service, sys; "
+        "import sdxl_mcp.schemas, sdxl_mcp.settings, sdxl_mcp.errors, sys; "
+        "import sdxl_mcp.service.facade; "
         "print('torch' in sys.modules)"
     )
     proc = _run_python(["-c", code], tmp_path)
@@ -432,7 +433,8 @@ def test_the_server_imports_httpx_only_if_the_mcp_sdk_does(tmp_path: Path) -> No
     """httpx is for stock searches: imported on the first one, not at start-up."""
     code = (
         "import sys, mcp.server.mcpserver; sdk = 'httpx' in sys.modules; "
-        "import sdxl_mcp.cli, sdxl_mcp.server; print(sdk, 'httpx' in sys.modules)"
+        "import sdxl_mcp.entrypoints.cli.main, sdxl_mcp.entrypoints.mcp.server; "
+        "print(sdk, 'httpx' in sys.modules)"
     )
     proc = _run_python(["-c", code], tmp_path)
     assert proc.returncode == 0, proc.stderr

@@ -23,7 +23,7 @@ from tests.env import server_env
 
 from helpers_http import STARTUP_LIMIT_S
 
-SERVE = ["-m", "sdxl_mcp.cli", "serve"]
+SERVE = ["-m", "sdxl_mcp", "serve"]
 GENERATE_ARGS = {"prompt": "a lighthouse at dawn", "width": 256, "height": 256,
                  "num_inference_steps": 20, "seed": 3}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

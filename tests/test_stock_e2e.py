@@ -34,6 +34,7 @@ from tests.env import server_env
 
 from fake_pexels import KEY, PHOTOS, RATE_LIMIT, RATE_RESET_IN_S, FakePexels
 from helpers_http import serve
+from sdxl_mcp.entrypoints.mcp.server import build_server
 from sdxl_mcp.errors import (
     NoImageFound,
     StockAuthError,
@@ -43,8 +44,8 @@ from sdxl_mcp.errors import (
 )
 from sdxl_mcp.library import TEMP_PREFIX
 from sdxl_mcp.schemas import StockSearchRequest
-from sdxl_mcp.server import build_server
-from sdxl_mcp.service import ImageService
+from sdxl_mcp.service.facade import ImageService
+from sdxl_mcp.service.stock import search_stock
 from sdxl_mcp.settings import Settings
 from sdxl_mcp.stock.pexels import default_http_client
 
@@ -159,7 +160,7 @@ def stdio_session(
     fake.reset()
     root = tmp_path_factory.mktemp("stock-stdio")
     params = StdioServerParameters(
-        command=sys.executable, args=["-m", "sdxl_mcp.cli", "serve"],
+        command=sys.executable, args=["-m", "sdxl_mcp", "serve"],
         # One torch thread: on a small, busy CI box torch's default thread pool
         # oversubscribes the CPUs and the tiny generation takes 10x longer.
         env={**subprocess_env(root, fake), "OMP_NUM_THREADS": "1"}, cwd=str(root),
@@ -429,7 +430,7 @@ async def test_fault_is_classified_retryable_or_not(
     error_class, retryable, _ = FAULTS[mode]
     async with ImageService(settings) as service:
         with pytest.raises(StockError) as info:
-            await service.search_stock(StockSearchRequest(query=f"classified {mode}"))
+            await search_stock(service, StockSearchRequest(query=f"classified {mode}"))
     assert type(info.value) is error_class
     assert info.value.retryable is retryable
     assert_no_key(str(info.value), repr(info.value), repr(info.value.args))
@@ -535,7 +536,7 @@ def test_rest_rate_limited_is_429_with_retry_after(
 def _cli(root: Path, fake: FakePexels, *args: str,
          key: str | None = KEY) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "sdxl_mcp.cli", "stock", *args],
+        [sys.executable, "-m", "sdxl_mcp", "stock", *args],
         capture_output=True, text=True, env=subprocess_env(root, fake, key=key), cwd=root,
         timeout=120,
     )

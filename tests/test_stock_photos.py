@@ -35,10 +35,10 @@ from helpers_pexels import sleep_forever as _sleep_forever
 from sdxl_mcp.errors import StockError, StockNotConfigured, StockUnavailable
 from sdxl_mcp.library import TEMP_PREFIX, ImageStore, StockPhotos
 from sdxl_mcp.schemas import GenerationRequest, PexelsPhoto
+from sdxl_mcp.service.stock import StockWorkflow
 from sdxl_mcp.settings import Settings
 from sdxl_mcp.stock import attribution_text
 from sdxl_mcp.stock.pexels import USER_AGENT, PexelsClient, default_http_client
-from sdxl_mcp.stockflow import StockWorkflow
 
 KEY_MISSING = "PEXELS_API_KEY is not set: get a free key at pexels.com/api"
 

@@ -13,15 +13,15 @@ from pydantic import BaseModel, Field
 from tests.fakes import GatedBackend
 from tests.test_server import TOOLS
 
-from sdxl_mcp.schemas import GenerationRequest, GenerationResult, GpuStatus, VariationsResult
-from sdxl_mcp.server import build_server
-from sdxl_mcp.service import ImageService
-from sdxl_mcp.toolschema import (
+from sdxl_mcp.entrypoints.mcp.schema import (
     TOOLS_LIST_BUDGET,
     compact_input,
     compact_output,
     tools_list_size,
 )
+from sdxl_mcp.entrypoints.mcp.server import build_server
+from sdxl_mcp.schemas import GenerationRequest, GenerationResult, GpuStatus, VariationsResult
+from sdxl_mcp.service.facade import ImageService
 
 
 class Inner(BaseModel):

@@ -22,7 +22,7 @@ import pytest
 from tests.env import server_env
 from tests.test_server import TOOLS
 
-from sdxl_mcp.prompt_guide import PROMPT_NAME
+from sdxl_mcp.entrypoints.mcp.guide import PROMPT_NAME
 
 TS_SDK_VERSION = "1.32.2"
 SCRIPT = Path(__file__).parent / "ts_client" / "check.mjs"
@@ -63,7 +63,7 @@ def seen(ts_client: Path, tiny_models: tuple, tmp_path_factory: pytest.TempPathF
     root = tmp_path_factory.mktemp("ts-client")
     env = {
         **os.environ,
-        "SDXL_MCP_TS_COMMAND": json.dumps([sys.executable, "-m", "sdxl_mcp.cli", "serve"]),
+        "SDXL_MCP_TS_COMMAND": json.dumps([sys.executable, "-m", "sdxl_mcp", "serve"]),
         # A tiny generation on a busy CPU can take a minute: always wait for it.
         "SDXL_MCP_TS_ENV": json.dumps(server_env(root, SDXL_MCP_MAX_WAIT_S="600")),
     }

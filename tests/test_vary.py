@@ -24,11 +24,14 @@ from tests.fakes import GatedBackend
 from tests.helpers_http import serve
 from tests.test_edit import catalogue, files, noise
 
-from sdxl_mcp.backend import CancelToken, EngineOutput, ProgressEvent
+from sdxl_mcp.backend.base import CancelToken, EngineOutput, ProgressEvent
+from sdxl_mcp.entrypoints.mcp.server import build_server
 from sdxl_mcp.errors import BadRequest
 from sdxl_mcp.schemas import EditRequest, GenerationRequest, VaryRequest
-from sdxl_mcp.server import build_server
-from sdxl_mcp.service import ImageService
+from sdxl_mcp.service.edit import edit as edit_image
+from sdxl_mcp.service.facade import ImageService
+from sdxl_mcp.service.generate import generate as generate_image
+from sdxl_mcp.service.vary import vary as vary_image
 
 pytestmark = pytest.mark.anyio
 SMALL = {"width": 256, "height": 256, "num_inference_steps": 20, "use_refinement": False}
@@ -82,13 +85,13 @@ async def test_variations_with_a_seed_equal_generations_with_those_seeds(
 ) -> None:
     events: list[ProgressEvent] = []
     async with ImageService(make_settings(), backend=tiny_engine) as svc:
-        source = await svc.generate(source_request())
-        varied = await svc.vary(VaryRequest(image=source.image_id or "", count=2, seed=10),
+        source = await generate_image(svc, source_request())
+        varied = await vary_image(svc, VaryRequest(image=source.image_id or "", count=2, seed=10),
                                 on_progress=events.append)
         # Catalogued like a generation: the identical request reuses the variation.
-        reused = await svc.generate(source_request(seed=11))
-        singles = [await svc.generate(source_request(seed=s, reuse=False)) for s in (10, 11)]
-        same_seed = await svc.vary(VaryRequest(image=source.image_id or "", seed=1))
+        reused = await generate_image(svc, source_request(seed=11))
+        singles = [await generate_image(svc, source_request(seed=s, reuse=False)) for s in (10, 11)]
+        same_seed = await vary_image(svc, VaryRequest(image=source.image_id or "", seed=1))
     assert varied.status == "succeeded" and varied.success and varied.job_id
     assert varied.source_image_id == source.image_id
     assert [r.seed for r in varied.results] == [10, 11]
@@ -111,16 +114,16 @@ async def test_overrides_are_merged_into_the_catalogued_request(
 ) -> None:
     backend = RecordingBackend()
     async with ImageService(make_settings(), backend=backend) as svc:  # type: ignore[arg-type]
-        source = await svc.generate(GenerationRequest(
+        source = await generate_image(svc, GenerationRequest(
             prompt="a lighthouse", negative_prompt="blurry", aspect_ratio="16:9", seed=3,
             num_inference_steps=30, guidance_scale=6.0, use_pexels=True, use_generation=True))
         image = source.image_id or ""
         backend.requests.clear()
-        await svc.vary(VaryRequest(image=image, seed=7, prompt="a lighthouse at dusk",
+        await vary_image(svc, VaryRequest(image=image, seed=7, prompt="a lighthouse at dusk",
                                    guidance_scale=9.0, width=512))
-        await svc.vary(VaryRequest(image=image, seed=7, quality="fast"))
-        await svc.vary(VaryRequest(image=image, seed=7, aspect_ratio="1:1", count=3))
-        random = await svc.vary(VaryRequest(image=image, count=2))
+        await vary_image(svc, VaryRequest(image=image, seed=7, quality="fast"))
+        await vary_image(svc, VaryRequest(image=image, seed=7, aspect_ratio="1:1", count=3))
+        random = await vary_image(svc, VaryRequest(image=image, count=2))
     (changed, seed), (fast, _), (square, _) = backend.requests[:3]
     assert seed == 7 and changed.seed == 7
     assert changed.prompt == "a lighthouse at dusk" and changed.guidance_scale == 9.0
@@ -165,15 +168,16 @@ async def test_sources_without_a_catalogued_request_point_to_edit_image(
     async with ImageService(make_settings(input_dirs=[inputs]), backend=backend) as svc:  # type: ignore[arg-type]
         photo = catalogue(svc.store, noise(), source="pexels", source_id="42",
                           parameters={"attribution": "Photo by A on Pexels"})
-        generated = await svc.generate(source_request())
-        edited = await svc.edit(EditRequest(image=generated.image_id or "", prompt="at night"))
+        generated = await generate_image(svc, source_request())
+        edited = await edit_image(svc, EditRequest(image=generated.image_id or "",
+                                                    prompt="at night"))
         before, calls = files(svc.store.output_dir), len(backend.requests)
         cases = [(photo.image_id, "stock photo.*edit_image"),
                  (str(inputs / "photo.png"), "no catalogued generation request.*edit_image"),
                  (edited.image_id, "made by edit_image")]
         for image, words in cases:
             with pytest.raises(BadRequest, match=words):
-                await svc.vary(VaryRequest(image=image or ""))
+                await vary_image(svc, VaryRequest(image=image or ""))
         assert files(svc.store.output_dir) == before and len(backend.requests) == calls
         assert len(svc.jobs.all()) == 2  # the generation and the edit only
 
@@ -184,18 +188,18 @@ async def test_all_variations_are_one_job_and_cancel_stops_the_rest(
 ) -> None:
     backend = RecordingBackend(passes=2)  # the source and the first variation
     async with ImageService(make_settings(), backend=backend) as svc:  # type: ignore[arg-type]
-        source = await svc.generate(source_request())
+        source = await generate_image(svc, source_request())
         answers: list[Any] = []
 
         async def vary() -> None:
-            answers.append(await svc.vary(VaryRequest(image=source.image_id or "", count=3,
-                                                      seed=20), wait_s=60))
+            answers.append(await vary_image(
+                svc, VaryRequest(image=source.image_id or "", count=3, seed=20), wait_s=60))
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(vary)
             await until(lambda: len(backend.requests) == 3)  # the second variation runs
             job = svc.jobs.all()[-1]
-            assert len(svc.jobs.all()) == 2 and job.vary is not None
+            assert len(svc.jobs.all()) == 2 and job.seed == 20  # the variations' one job
             assert svc.queue_status()["running_jobs"] == [job.id]
             assert svc.queue_status()["running"] == 1 and svc.queue_status()["waiting"] == 0
             cancelled = await svc.cancel_job(job.id)
@@ -207,7 +211,7 @@ async def test_all_variations_are_one_job_and_cancel_stops_the_rest(
         assert len(backend.requests) == 3  # the third never started
         assert svc.queue_status()["running"] == 0  # the slot is free
         backend.gate.set()
-        handle = await svc.vary(VaryRequest(image=source.image_id or "", count=2, seed=30))
+        handle = await vary_image(svc, VaryRequest(image=source.image_id or "", count=2, seed=30))
         assert handle.status == "succeeded" and len(handle.results) == 2
         first = await svc.wait_job(handle.job_id or "", 0)
         assert first.image_id == handle.results[0].image_id
@@ -217,8 +221,9 @@ async def test_all_variations_are_one_job_and_cancel_stops_the_rest(
 async def test_a_long_run_is_a_job_handle(make_settings: Callable[..., Any]) -> None:
     backend = RecordingBackend(passes=1)
     async with ImageService(make_settings(), backend=backend) as svc:  # type: ignore[arg-type]
-        source = await svc.generate(source_request())
-        handle = await svc.vary(VaryRequest(image=source.image_id or "", count=2), wait_s=0.05)
+        source = await generate_image(svc, source_request())
+        handle = await vary_image(svc, VaryRequest(image=source.image_id or "", count=2),
+                                  wait_s=0.05)
         assert handle.status == "running" and handle.job_id and handle.results == []
         assert "get_generation" in handle.message
         backend.gate.set()
@@ -238,7 +243,7 @@ async def test_mcp_vary_image_lists_the_paths_with_a_preview_links_and_progress(
         progress.append((done, total))
 
     async with Client(build_server(settings, svc)) as client:
-        source = await svc.generate(source_request())
+        source = await generate_image(svc, source_request())
         result = await client.call_tool("vary_image", {"image": source.image_id, "count": 2,
                                                        "seed": 5, "prompt": "a grey fox"},
                                         progress_callback=on_progress)

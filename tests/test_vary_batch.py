@@ -16,10 +16,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sdxl_mcp.backend import CancelToken, EngineOutput, ProgressEvent
+from sdxl_mcp.backend.base import CancelToken, EngineOutput, ProgressEvent
 from sdxl_mcp.engine.batch import batches
 from sdxl_mcp.errors import Cancelled, OutOfMemory
 from sdxl_mcp.schemas import GenerationRequest, VaryRequest
+from sdxl_mcp.service.generate import generate as generate_image
+from sdxl_mcp.service.vary import vary as vary_image
 
 SMALL = {"width": 256, "height": 256, "num_inference_steps": 20}
 #: Mean absolute difference (0-255) allowed between a batched image and its single run.
@@ -107,14 +109,14 @@ def test_a_cancelled_batch_stops_within_a_step_and_the_engine_stays_usable(
 def test_a_batch_out_of_memory_runs_the_images_one_by_one(
     engine: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = engine._generate
+    real = engine.generate_images
 
     def no_room_for_a_batch(*args: Any, **kwargs: Any) -> list[EngineOutput]:
         if kwargs.get("seeds") or len(args) > 5:
             raise OutOfMemory("The cpu ran out of memory in the base stage.")
         return list(real(*args, **kwargs))
 
-    monkeypatch.setattr(engine, "_generate", no_room_for_a_batch)
+    monkeypatch.setattr(engine, "generate_images", no_room_for_a_batch)
     events: list[ProgressEvent] = []
     outputs = engine.generate_batch(request(use_refinement=False), [5, 6],
                                     on_progress=events.append, batched=True)
@@ -126,13 +128,13 @@ def test_a_batch_out_of_memory_runs_the_images_one_by_one(
 async def test_vary_image_batches_when_the_setting_says_on(
     make_settings: Callable[..., Any], engine: Any
 ) -> None:
-    from sdxl_mcp.service import ImageService
+    from sdxl_mcp.service.facade import ImageService
 
     engine.settings = engine.settings.model_copy(update={"batch_variations": "on"})
     events: list[ProgressEvent] = []
     async with ImageService(make_settings(), backend=engine) as svc:
-        source = await svc.generate(request(seed=1, use_refinement=False))
-        varied = await svc.vary(VaryRequest(image=source.image_id or "", count=2, seed=10),
+        source = await generate_image(svc, request(seed=1, use_refinement=False))
+        varied = await vary_image(svc, VaryRequest(image=source.image_id or "", count=2, seed=10),
                                 on_progress=events.append)
     assert varied.status == "succeeded"
     assert [r.seed for r in varied.results] == [10, 11]

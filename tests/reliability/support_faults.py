@@ -147,7 +147,7 @@ class UnetGate:
 
 # ------------------------------------------------------ stdio server process
 class StdioServer:
-    """``python -m sdxl_mcp.cli serve`` spoken to over its pipes as raw JSON-RPC.
+    """``python -m sdxl_mcp serve`` spoken to over its pipes as raw JSON-RPC.
 
     Owning the process (not going through an MCP client) gives the test its pid,
     so it can send signals, and lets it close stdin at any moment.
@@ -159,7 +159,7 @@ class StdioServer:
         self.stderr_path = root / "server-stderr.log"
         self._stderr = self.stderr_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "sdxl_mcp.cli", "serve"],
+            [sys.executable, "-m", "sdxl_mcp", "serve"],
             env=server_env(root, **{"SDXL_MCP_WARMUP": "false", **env}), cwd=root,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
         )

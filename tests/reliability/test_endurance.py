@@ -28,7 +28,8 @@ import psutil
 import pytest
 
 from sdxl_mcp.schemas import GenerationRequest
-from sdxl_mcp.service import ImageService
+from sdxl_mcp.service.facade import ImageService
+from sdxl_mcp.service.generate import generate as generate_image
 from sdxl_mcp.settings import Settings
 
 pytestmark = pytest.mark.endurance
@@ -72,7 +73,7 @@ async def test_fifty_generations_keep_memory_and_file_handles_flat(
             request = GenerationRequest(prompt=f"endurance run, image {i}", width=256,
                                         height=256, quality="fast", seed=1000 + i)
             t0 = time.perf_counter()
-            result = await service.generate(request)
+            result = await generate_image(service, request)
             durations.append(time.perf_counter() - t0)
             assert result.status == "succeeded", result.message
             assert not result.cached

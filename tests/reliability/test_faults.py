@@ -46,9 +46,9 @@ from tests.reliability.support_faults import (
 )
 
 from sdxl_mcp.engine.sdxl import SDXLEngine
+from sdxl_mcp.entrypoints.mcp.server import build_server
 from sdxl_mcp.library import files as file_store
-from sdxl_mcp.server import build_server
-from sdxl_mcp.service import ImageService
+from sdxl_mcp.service.facade import ImageService
 
 OOM = "CUDA out of memory. Tried to allocate 2.00 GiB"
 

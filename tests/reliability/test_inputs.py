@@ -56,8 +56,9 @@ from tests.reliability.support_inputs import (
     rest_body,
 )
 
-from sdxl_mcp.openapi import openapi_document
-from sdxl_mcp.rest import parse_request
+from sdxl_mcp.entrypoints.http.openapi import openapi_document
+from sdxl_mcp.entrypoints.http.rest import parse_request
+from sdxl_mcp.entrypoints.mcp.server import build_server
 from sdxl_mcp.schemas import (
     QUALITY_PRESETS,
     SEED_MAX,
@@ -65,8 +66,7 @@ from sdxl_mcp.schemas import (
     RestGenerationRequest,
     describe_validation_error,
 )
-from sdxl_mcp.server import build_server
-from sdxl_mcp.service import ImageService
+from sdxl_mcp.service.facade import ImageService
 from sdxl_mcp.settings import Settings
 
 

@@ -36,8 +36,8 @@ from tests.reliability.support_faults import (
 )
 
 from sdxl_mcp.engine.sdxl import SDXLEngine
-from sdxl_mcp.server import build_server
-from sdxl_mcp.service import ImageService
+from sdxl_mcp.entrypoints.mcp.server import build_server
+from sdxl_mcp.service.facade import ImageService
 
 CALLS = 8
 MAX_QUEUE = 2

@@ -51,10 +51,10 @@ from tests.reliability.support_inputs import (
     tool_call,
 )
 
+from sdxl_mcp.entrypoints.http.app import build_http_app
+from sdxl_mcp.entrypoints.mcp.server import build_server
 from sdxl_mcp.errors import SettingsError
-from sdxl_mcp.http import build_http_app
-from sdxl_mcp.server import build_server
-from sdxl_mcp.service import ImageService
+from sdxl_mcp.service.facade import ImageService
 from sdxl_mcp.settings import Settings
 
 #: Content no response may ever carry: a file next to (outside) the output dir.
@@ -523,7 +523,7 @@ def test_secrets_never_reach_the_cli_output_or_its_log_file(tmp_path: Path) -> N
 
     (``gpu_status``, which reports the Pexels status, is covered over MCP above.)"""
     script = Path(sys.executable).with_name("sdxl-mcp")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "sdxl_mcp.cli"]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "sdxl_mcp"]
     with answering_server(401, b'{"error": "bad key PEXELS-SEC-KEY-555"}') as pexels:
         env = {**clean_environ(), "SDXL_MCP_PEXELS_API_KEY": PEXELS_KEY,
                "SDXL_MCP_PEXELS_BASE_URL": pexels.url, "SDXL_MCP_HTTP_TOKEN": TOKEN,

@@ -1,6 +1,6 @@
 """Graceful shutdown: SIGTERM/SIGINT or stdin closing stop the server cleanly.
 
-The stdio server runs as a real subprocess (``python -m sdxl_mcp.cli serve``)
+The stdio server runs as a real subprocess (``python -m sdxl_mcp serve``)
 spoken to over its pipes, so the test owns its pid. A 1024x1024 generation on
 the tiny models is long enough to still be denoising when the signal arrives.
 Restarts are in-process servers on the same output folder: what a restarted
@@ -36,12 +36,13 @@ from tests.reliability.support_faults import (
     wait_for_denoising,
 )
 
-from sdxl_mcp.backend import CancelToken
+from sdxl_mcp.backend.base import CancelToken
+from sdxl_mcp.entrypoints.mcp.server import build_server
 from sdxl_mcp.errors import Busy, Cancelled
-from sdxl_mcp.jobtable import JobTable
 from sdxl_mcp.schemas import GenerationRequest
-from sdxl_mcp.server import build_server
-from sdxl_mcp.service import ImageService
+from sdxl_mcp.service.facade import ImageService
+from sdxl_mcp.service.generate import submit_generation
+from sdxl_mcp.service.jobtable import JobTable
 
 #: The bound on a graceful exit: the running step finishes, then everything closes.
 EXIT_LIMIT_S = 60.0
@@ -230,7 +231,7 @@ async def test_shutdown_stops_admitting_and_cancels_running_work_within_a_step(
 
     async def lifetime() -> None:
         async with service:  # leaving the block is the shutdown
-            jobs.append(service.submit(request))
+            jobs.append(submit_generation(service, request))
             await anyio.to_thread.run_sync(backend.started.wait)
 
     with anyio.fail_after(LIMIT_S):
@@ -239,7 +240,7 @@ async def test_shutdown_stops_admitting_and_cancels_running_work_within_a_step(
             while not service.jobs.closing:  # shutdown began; the step is still running
                 await anyio.sleep(0.01)
             try:
-                service.submit(request)
+                submit_generation(service, request)
             except Busy as exc:
                 refused.append(exc)
             backend.step_may_end.set()  # the step ends; the engine sees the cancel

@@ -114,7 +114,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
         report = sweep()
         name = "sweep"
     else:
-        from sdxl_mcp.engine.bench_fullsize import full_size
+        from sdxl_mcp.bench.fullsize import full_size
 
         full = full_size(args)
         if full is None:

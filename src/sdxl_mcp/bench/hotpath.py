@@ -36,7 +36,7 @@ def hotpath(size: int, runs: int, extra_images: Sequence[Path] = ()) -> dict[str
     from PIL import Image
 
     from sdxl_mcp.library import CatalogRecord, ImageStore, png
-    from sdxl_mcp.preview import preview_jpeg, preview_jpeg_image
+    from sdxl_mcp.library.previews import preview_jpeg, preview_jpeg_image
     from sdxl_mcp.schemas import GenerationResult, ImageInfo
 
     rng = np.random.default_rng(0)
@@ -104,11 +104,12 @@ def hotpath(size: int, runs: int, extra_images: Sequence[Path] = ()) -> dict[str
 
 
 def _after_engine(store: Any, tmp: Path) -> Any:
-    """What a generation runs once the engine has returned: the service's ``Keeper.keep``
-    (``save_generation`` with the preview beside it, as for an MCP caller)."""
-    from sdxl_mcp.backend import EngineOutput
-    from sdxl_mcp.keeping import Keeper
+    """What a generation runs once the engine has returned: its ``generation_entry`` and the
+    service's ``Keeper.keep`` (the save with the preview beside it, as for an MCP caller)."""
+    from sdxl_mcp.backend.base import EngineOutput
     from sdxl_mcp.schemas import GenerationRequest
+    from sdxl_mcp.service.generate import generation_entry
+    from sdxl_mcp.service.keeping import Keeper
     from sdxl_mcp.settings import Settings
 
     settings = Settings(_env_file=None, output_dir=tmp, log_dir=tmp / "logs",  # type: ignore[call-arg]
@@ -122,7 +123,8 @@ def _after_engine(store: Any, tmp: Path) -> Any:
             image=picture, seed=i, steps_base=16, steps_refiner=4, refined=True,
             refiner_error=None, precision="fp16", device="cuda", base_model="base",
             refiner_model="refiner", timings={"base": 1.0, "refiner": 0.2, "decode": 0.1})
-        return keeper.keep(f"job-{i}", request, output, preview=True)
+        entry = generation_entry(settings, request, output)
+        return keeper.keep(f"job-{i}", output, entry, preview=True)
 
     return run
 

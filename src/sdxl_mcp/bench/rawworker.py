@@ -25,7 +25,7 @@ import anyio
 import anyio.to_thread
 
 if TYPE_CHECKING:
-    from sdxl_mcp.engine.bench_pipelines import RawPipelines
+    from sdxl_mcp.bench.pipelines import RawPipelines
 
 
 def main() -> None:
@@ -35,7 +35,7 @@ def main() -> None:
 
 
 async def _serve(protocol: IO[str]) -> None:
-    from sdxl_mcp.engine.bench_pipelines import RawPipelines
+    from sdxl_mcp.bench.pipelines import RawPipelines
 
     raw = await anyio.to_thread.run_sync(RawPipelines)
     protocol.write(json.dumps({"ready": True}) + "\n")

@@ -49,7 +49,8 @@ async def _throughput(
     """Seconds for ``total`` generations at ``concurrency`` through the service."""
     from sdxl_mcp.cluster.ray_backend import RayBackend
     from sdxl_mcp.schemas import GenerationRequest
-    from sdxl_mcp.service import ImageService
+    from sdxl_mcp.service.facade import ImageService
+    from sdxl_mcp.service.generate import generate
 
     def request(i: int) -> GenerationRequest:
         return GenerationRequest(prompt=PROMPT, width=size, height=size,
@@ -62,14 +63,14 @@ async def _throughput(
             # Warm every replica before timing.
             async with anyio.create_task_group() as tg:
                 for i in range(settings.replicas):
-                    tg.start_soon(service.generate, request(i), None, 3600.0)
+                    tg.start_soon(generate, service, request(i), None, 3600.0)
             limiter = anyio.Semaphore(concurrency)
             with tqdm(total=total, desc=f"{settings.replicas} replica(s)",
                       file=sys.stderr) as bar:
 
                 async def one(i: int) -> None:
                     async with limiter:
-                        await service.generate(request(100 + i), None, 3600.0)
+                        await generate(service, request(100 + i), None, 3600.0)
                         bar.update()
 
                 started = time.perf_counter()

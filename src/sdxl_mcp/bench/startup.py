@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from sdxl_mcp.bench.report import spread_row
 from sdxl_mcp.bench.workload import server_env, server_params
-from sdxl_mcp.toolschema import TOOLS_LIST_BUDGET, tools_list_size
+from sdxl_mcp.entrypoints.mcp.schema import TOOLS_LIST_BUDGET, tools_list_size
 
 
 async def startup(runs: int) -> dict[str, Any]:

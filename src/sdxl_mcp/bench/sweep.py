@@ -17,7 +17,7 @@ from sdxl_mcp.bench.workload import PROMPT
 
 def sweep() -> dict[str, Any]:
     """One row per (size, steps): total and per-phase seconds."""
-    from sdxl_mcp.backend import CancelToken
+    from sdxl_mcp.backend.base import CancelToken
     from sdxl_mcp.engine.sdxl import SDXLEngine
     from sdxl_mcp.schemas import GenerationRequest
     from sdxl_mcp.settings import Settings

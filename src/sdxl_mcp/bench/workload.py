@@ -35,5 +35,5 @@ def server_params(env: dict[str, str]) -> Any:
     from mcp import StdioServerParameters
 
     return StdioServerParameters(
-        command=sys.executable, args=["-m", "sdxl_mcp.cli", "serve"], env=env
+        command=sys.executable, args=["-m", "sdxl_mcp", "serve"], env=env
     )

@@ -30,7 +30,7 @@ from PIL import Image
 from ray import serve
 from ray.serve.exceptions import RequestCancelledError
 
-from sdxl_mcp.backend import (
+from sdxl_mcp.backend.base import (
     CancelToken,
     EngineOutput,
     EngineStateName,
@@ -39,8 +39,8 @@ from sdxl_mcp.backend import (
     ProgressCallback,
     backend_capacity,
 )
-from sdxl_mcp.backend import ProgressEvent as Event
-from sdxl_mcp.batching import OutputCallback, one_by_one
+from sdxl_mcp.backend.base import ProgressEvent as Event
+from sdxl_mcp.backend.batching import OutputCallback, one_by_one
 from sdxl_mcp.errors import (
     Cancelled,
     GenerationFailed,
@@ -321,6 +321,10 @@ class RayBackend:
             timings=timings,
             notes=[*item["notes"], f"ran on replica {replica.rsplit('#', 1)[-1]}"],
         )
+
+    def loaded_loras(self) -> None:
+        """Each replica keeps its own adapters: the front cannot say which."""
+        return None
 
     def status(self, plan: bool = False) -> EngineStatus:
         """The front's view of its replicas (``plan`` deploys nothing: replicas plan

@@ -25,48 +25,19 @@ Guarantees (DESIGN.md "Editing and variations"; tests/test_vary_batch.py):
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
 
-from sdxl_mcp.backend import CancelToken, EngineOutput, ProgressCallback, ProgressEvent
-from sdxl_mcp.batching import OutputCallback, batched_progress, one_by_one
+from sdxl_mcp.backend.base import CancelToken, EngineOutput, ProgressCallback, ProgressEvent
+from sdxl_mcp.backend.batching import OutputCallback, batched_progress, one_by_one
+from sdxl_mcp.engine.parts import ResidentEngine
 from sdxl_mcp.errors import Cancelled, OutOfMemory
 from sdxl_mcp.schemas import GenerationRequest
-
-if TYPE_CHECKING:
-    from sdxl_mcp.engine.lora import LoraAdapters
-    from sdxl_mcp.engine.precision import PrecisionDecision
-    from sdxl_mcp.settings import Settings
 
 log = logging.getLogger(__name__)
 
 #: The stage timings a batched output shares with the other images of its batch.
 SHARED_TIMINGS = ("base", "refiner", "decode")
-
-
-class _Engine(Protocol):
-    """What the mixin uses of ``SDXLEngine``."""
-
-    settings: Settings
-    _generate_lock: threading.Lock
-    _decision: PrecisionDecision | None
-    loras: LoraAdapters
-
-    @property
-    def base(self) -> Any: ...
-
-    def load(self) -> None: ...
-
-    def generate(self, request: GenerationRequest, seed: int,
-                 on_progress: ProgressCallback | None = None,
-                 cancel: CancelToken | None = None) -> EngineOutput: ...
-
-    def _generate(self, request: GenerationRequest, seed: int,
-                  on_progress: ProgressCallback | None, cancel: CancelToken,
-                  timings: dict[str, float], seeds: list[int] | None = None,
-                  ) -> list[EngineOutput]: ...
 
 
 def batches(setting: str, device: str, count: int) -> bool:
@@ -80,7 +51,7 @@ class BatchMixin:
     """``generate_batch`` for ``SDXLEngine`` (see the module's guarantees)."""
 
     def generate_batch(
-        self: _Engine,
+        self: ResidentEngine,
         request: GenerationRequest,
         seeds: Sequence[int],
         on_progress: ProgressCallback | None = None,
@@ -92,20 +63,19 @@ class BatchMixin:
         seeds = list(seeds)
         started = time.perf_counter()
         self.load()
-        assert self._decision is not None
         if batched is None:
-            batched = batches(self.settings.batch_variations, self._decision.device, len(seeds))
+            batched = batches(self.settings.batch_variations, self.decision.device, len(seeds))
         progress = _Monotonic(on_progress)
 
         if not batched or len(seeds) < 2:
             return one_by_one(self.generate, request, seeds, progress, cancel, on_output)
         timings = {"model_load": round(time.perf_counter() - started, 4)}
         outputs: list[EngineOutput] | None = None
-        with self._generate_lock:
+        with self.generate_lock:
             if cancel.cancelled:
                 raise Cancelled(f"Generation {cancel.reason} before it started.")
             try:
-                outputs = self.loras.run(self.base, request, lambda r: self._generate(
+                outputs = self.loras.run(self.base, request, lambda r: self.generate_images(
                     r, seeds[0], batched_progress(progress, len(seeds)), cancel, timings, seeds))
             except OutOfMemory as exc:
                 log.warning("A batch of %d images ran out of memory (%s); running them one "

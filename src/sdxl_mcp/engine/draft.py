@@ -29,8 +29,7 @@ from typing import Any
 from diffusers import EulerDiscreteScheduler, LCMScheduler, TCDScheduler
 
 from sdxl_mcp.errors import BadRequest, ModelUnavailable, first_line
-from sdxl_mcp.lorafiles import draft_source
-from sdxl_mcp.loraflow import DRAFT_WITHOUT_LORA
+from sdxl_mcp.library.loras import DRAFT_WITHOUT_LORA, draft_source
 from sdxl_mcp.settings import Settings
 
 #: The draft LoRA's adapter name (user LoRAs are named ``lora_<hash>``).

@@ -33,20 +33,18 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLInpaintPipeline
 from PIL import Image
 
-from sdxl_mcp.backend import CancelToken, EngineOutput, ProgressCallback
+from sdxl_mcp.backend.base import CancelToken, EngineOutput, ProgressCallback
+from sdxl_mcp.engine.parts import ResidentEngine
 from sdxl_mcp.engine.prompts import encode_prompts
 from sdxl_mcp.engine.refinestage import run_refiner
 from sdxl_mcp.engine.schedules import StepReporter, sequential_refiner_schedule
 from sdxl_mcp.schemas import EditRequest
-
-if TYPE_CHECKING:
-    from sdxl_mcp.engine.sdxl import SDXLEngine
 
 #: img2img strength of the refiner pass after an edit (the sequential mode's default).
 EDIT_REFINER_STRENGTH = 0.3
@@ -88,7 +86,7 @@ def base_schedule(steps: int, strength: float) -> tuple[int, int]:
 
 
 def run_edit(
-    engine: SDXLEngine,
+    engine: ResidentEngine,
     pipes: EditPipelines,
     request: EditRequest,
     seed: int,
@@ -98,8 +96,7 @@ def run_edit(
     cancel: CancelToken,
     timings: dict[str, float],
 ) -> EngineOutput:
-    decision = engine._decision
-    assert decision is not None
+    decision = engine.decision
     notes: list[str] = []
     width, height = output_size(*source.size)
     if (width, height) != source.size:
@@ -136,14 +133,14 @@ def run_edit(
 
     reporter = StepReporter("base", base_total, 0, total, on_progress, cancel)
     t0 = time.perf_counter()
-    prompts = engine._with_oom_retry("base", lambda: encode_prompts(
+    prompts = engine.with_oom_retry("base", lambda: encode_prompts(
         pipe, refiner, request.prompt, request.negative_prompt, request.guidance_scale))
-    latents = engine._with_oom_retry(
+    latents = engine.with_oom_retry(
         "base",
         lambda: pipe(**common, **prompts.base, **stage, callback_on_step_end=reporter).images,
         before_retry=lambda: setattr(reporter, "steps_run", 0),
     )
-    engine._sync()
+    engine.sync()
     timings["base"] = round(time.perf_counter() - t0, 4)
 
     refining = None
@@ -153,11 +150,11 @@ def run_edit(
                                                                    EDIT_REFINER_STRENGTH)}
         refining = run_refiner(refiner, latents, args, job="Edit", steps=refiner_total,
                                done=reporter.steps_run, total=total, on_progress=on_progress,
-                               cancel=cancel, timings=timings, sync=engine._sync)
+                               cancel=cancel, timings=timings, sync=engine.sync)
         latents = refining.latents
 
     t2 = time.perf_counter()
-    result = engine._with_oom_retry("decode", lambda: engine._decode(latents, True))
+    result = engine.with_oom_retry("decode", lambda: engine.decode(latents, True))
     if mask_l is not None:
         # Black mask pixels keep the source exactly (A1111's inpainting overlay).
         result = Image.composite(result.convert("RGB"), image, mask_l)

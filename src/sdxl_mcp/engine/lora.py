@@ -38,11 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sdxl_mcp.backend import EngineOutput
+from sdxl_mcp.backend.base import EngineOutput
 from sdxl_mcp.engine.draft import DRAFT_ADAPTER, load_draft_lora, swapped_scheduler
 from sdxl_mcp.errors import BadRequest, first_line
-from sdxl_mcp.lorafiles import resolve_loras
-from sdxl_mcp.loraflow import resolve_draft
+from sdxl_mcp.library.loras import resolve_draft, resolve_loras
 from sdxl_mcp.schemas import EditRequest, GenerationRequest
 from sdxl_mcp.schemas.loras import prompt_without_lora_tags, requested_loras
 from sdxl_mcp.settings import Settings

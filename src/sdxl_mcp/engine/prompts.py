@@ -1,6 +1,6 @@
 """Whole prompts for SDXL's text encoders: long, weighted, ``BREAK``-separated, via compel.
 
-The prompt's A1111 syntax is read by :mod:`sdxl_mcp.prompt_syntax`; compel
+The prompt's A1111 syntax is read by :mod:`sdxl_mcp.schemas.prompt_syntax`; compel
 tokenizes, chunks, weights and encodes the fragments. Guarantees (checked in
 tests/test_prompts.py on the tiny models):
 
@@ -41,7 +41,7 @@ from compel import Compel, ReturnedEmbeddingsType
 from compel.embeddings_provider import SplitLongTextMode
 from compel.prompt_parser import Conjunction, FlattenedPrompt
 
-from sdxl_mcp.prompt_syntax import Segment, parse_prompt, plain_text
+from sdxl_mcp.schemas.prompt_syntax import Segment, parse_prompt, plain_text
 
 __all__ = ["EncodedPrompts", "encode_prompts"]
 

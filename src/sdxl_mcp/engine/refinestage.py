@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sdxl_mcp.backend import CancelToken, ProgressCallback
+from sdxl_mcp.backend.base import CancelToken, ProgressCallback
 from sdxl_mcp.engine.devices import free_device_memory, is_out_of_memory
 from sdxl_mcp.engine.schedules import StepReporter
 from sdxl_mcp.errors import Cancelled, first_line

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from sdxl_mcp.backend import CancelToken, ProgressCallback, ProgressEvent, Stage
+from sdxl_mcp.backend.base import CancelToken, ProgressCallback, ProgressEvent, Stage
 from sdxl_mcp.errors import Cancelled
 
 

@@ -22,7 +22,7 @@ from diffusers import (
 )
 from PIL import Image
 
-from sdxl_mcp.backend import (
+from sdxl_mcp.backend.base import (
     CancelToken,
     EngineOutput,
     EngineStateName,
@@ -66,7 +66,7 @@ quiet_libraries()
 
 
 class SDXLEngine(BatchMixin):
-    """Resident SDXL base + refiner; implements ``sdxl_mcp.backend.Backend``."""
+    """Resident SDXL base + refiner; implements ``sdxl_mcp.backend.base.Backend``."""
 
     #: One generation at a time: diffusers pipelines are not thread-safe.
     capacity = 1
@@ -74,13 +74,14 @@ class SDXLEngine(BatchMixin):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._loading = LoadOnce()
-        self._generate_lock = threading.Lock()
         self._base: StableDiffusionXLPipeline | None = None
         self._refiner: StableDiffusionXLImg2ImgPipeline | None = None
         self._decision: PrecisionDecision | None = None
         self._load_plan: LoadPlan | None = None
         self._base_path: str | None = None
         self._refiner_path: str | None = None
+        #: One generation at a time: diffusers pipelines are not thread-safe.
+        self.generate_lock = threading.Lock()
         #: The edit pipelines, built from the resident ones on first use (no new weights).
         self._edits = EditPipelines()
         self.loras = LoraAdapters(settings)  # LoRA adapters and draft mode, per request
@@ -98,6 +99,15 @@ class SDXLEngine(BatchMixin):
     @property
     def refiner(self) -> StableDiffusionXLImg2ImgPipeline | None:
         return self._refiner
+
+    @property
+    def decision(self) -> PrecisionDecision:
+        """The device and precision the models were loaded with."""
+        assert self._decision is not None, "engine not loaded"
+        return self._decision
+
+    def loaded_loras(self) -> list[str]:
+        return self.loras.loaded()
 
     def status(self, plan: bool = False) -> EngineStatus:
         """State and precision; ``plan=True`` before loading works out the load plan."""
@@ -243,13 +253,13 @@ class SDXLEngine(BatchMixin):
         started = time.perf_counter()
         self.load()  # waits for a preload in progress; raises if loading failed
         timings["model_load"] = round(time.perf_counter() - started, 4)
-        with self._generate_lock:
+        with self.generate_lock:
             if cancel.cancelled:
                 raise Cancelled(f"Generation {cancel.reason} before it started.")
-            return self.loras.run(self.base, request, lambda r: self._generate(
+            return self.loras.run(self.base, request, lambda r: self.generate_images(
                 r, seed, on_progress, cancel, timings))[0]
 
-    def _generate(
+    def generate_images(
         self,
         request: GenerationRequest,
         seed: int,
@@ -257,6 +267,8 @@ class SDXLEngine(BatchMixin):
         cancel: CancelToken,
         timings: dict[str, float], seeds: list[int] | None = None,
     ) -> list[EngineOutput]:
+        """One pipeline run (``seeds``: a batch, one image per seed); the caller holds
+        ``generate_lock`` and has applied the request's LoRAs."""
         assert self._decision is not None
         base = self.base
         refiner = self._refiner if request.use_refinement else None
@@ -277,9 +289,9 @@ class SDXLEngine(BatchMixin):
 
         base_reporter = StepReporter("base", base_total, 0, total, on_progress, cancel)
         t0 = time.perf_counter()
-        prompts = self._with_oom_retry("base", lambda: encode_prompts(
+        prompts = self.with_oom_retry("base", lambda: encode_prompts(
             base, refiner, request.prompt, request.negative_prompt, request.guidance_scale))
-        latents = self._with_oom_retry(
+        latents = self.with_oom_retry(
             "base",
             lambda: base(
                 **common,
@@ -292,7 +304,7 @@ class SDXLEngine(BatchMixin):
             ).images,
             before_retry=lambda: setattr(base_reporter, "steps_run", 0),
         )
-        self._sync()
+        self.sync()
         timings["base"] = round(time.perf_counter() - t0, 4)
 
         stage = None
@@ -308,12 +320,12 @@ class SDXLEngine(BatchMixin):
                 refiner, latents, {**common, **prompts.refiner, **stage_args},
                 job="Generation", steps=refiner_total, done=base_reporter.steps_run,
                 total=total, on_progress=on_progress, cancel=cancel, timings=timings,
-                sync=self._sync)
+                sync=self.sync)
             latents = stage.latents
 
         t2 = time.perf_counter()
-        images = self._with_oom_retry("decode", lambda: [
-            self._decode(z, request.high_quality) for z in latents.split(1)])
+        images = self.with_oom_retry("decode", lambda: [
+            self.decode(z, request.high_quality) for z in latents.split(1)])
         timings["decode"] = round(time.perf_counter() - t2, 4)
         return [EngineOutput(
             image=image,
@@ -345,7 +357,7 @@ class SDXLEngine(BatchMixin):
         started = time.perf_counter()
         self.load()
         timings = {"model_load": round(time.perf_counter() - started, 4)}
-        with self._generate_lock:
+        with self.generate_lock:
             if cancel.cancelled:
                 raise Cancelled(f"Edit {cancel.reason} before it started.")
             return self.loras.run(self.base, request, lambda r: [run_edit(
@@ -369,7 +381,7 @@ class SDXLEngine(BatchMixin):
         schedule = sequential_refiner_schedule(request.refiner_steps, request.refiner_strength)
         return n, request.refiner_steps, schedule
 
-    def _with_oom_retry(
+    def with_oom_retry(
         self, stage: str, run: Callable[[], T], before_retry: Callable[[], None] | None = None
     ) -> T:
         """Run; on out-of-memory free memory and retry once with VAE tiling/slicing."""
@@ -404,7 +416,7 @@ class SDXLEngine(BatchMixin):
             "use_refinement=false, or SDXL_MCP_PRECISION=fp16."
         )
 
-    def _decode(self, latents: torch.Tensor, high_quality: bool) -> Image.Image:
+    def decode(self, latents: torch.Tensor, high_quality: bool) -> Image.Image:
         """VAE decode with a NaN/black check; one retry in fp32, then an error."""
         vae = self.base.vae
         # The SDXL VAE overflows in fp16 (NaN/black images): decode in fp32 when the
@@ -446,7 +458,8 @@ class SDXLEngine(BatchMixin):
             if dtype != original:
                 vae.to(dtype=original)
 
-    def _sync(self) -> None:
+    def sync(self) -> None:
+        """Wait for the device (stage timings are real)."""
         # CUDA kernels run asynchronously; synchronise so stage timings are real.
         if self._decision is not None and self._decision.device.startswith("cuda"):
             torch.cuda.synchronize()

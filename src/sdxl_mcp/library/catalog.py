@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["CATALOG_FILENAME", "SCHEMA_VERSION", "SOURCES", "Catalog", "CatalogRecord"]
 
 CATALOG_FILENAME = "catalog.sqlite3"
-# 2: the jobs table (now sdxl_mcp.jobtable); 3: image ids and full-text search
+# 2: the jobs table (now sdxl_mcp.service.jobtable); 3: image ids and full-text search
 SCHEMA_VERSION = 3
 SOURCES = ("sdxl", "pexels")
 

@@ -21,8 +21,8 @@ from pydantic import (
     ValidationError,
 )
 
-from sdxl_mcp.prompt_syntax import check_prompt_syntax
 from sdxl_mcp.schemas.loras import check_loras
+from sdxl_mcp.schemas.prompt_syntax import check_prompt_syntax
 
 QualityPreset = Literal["high", "medium", "fast", "draft"]
 RefinerMode = Literal["ensemble", "sequential"]
@@ -76,7 +76,7 @@ def _no_control_chars(value: str | None, field: str) -> str | None:
 def prompt_text(value: str | None, field: str) -> str | None:
     """A prompt field checked: no NUL; a prompt of only invisible characters is empty
     (an error); a blank negative prompt means none; A1111 syntax well-formed
-    (``sdxl_mcp.prompt_syntax``: balanced brackets, weights 0-2); a prompt's
+    (``sdxl_mcp.schemas.prompt_syntax``: balanced brackets, weights 0-2); a prompt's
     ``<lora:name:weight>`` tags well-formed (``schemas.loras.check_loras``)."""
     value = _no_control_chars(value, field)
     if value is not None and value and _invisible(value):

@@ -26,7 +26,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from sdxl_mcp.prompt_syntax import LORA_TAG_RE
+from sdxl_mcp.schemas.prompt_syntax import LORA_TAG_RE
 
 __all__ = [
     "MAX_LORAS",
@@ -35,6 +35,7 @@ __all__ = [
     "LoraList",
     "LoraRef",
     "check_loras",
+    "lora_overrides_reopen_refiner",
     "prompt_loras",
     "prompt_without_lora_tags",
     "requested_loras",
@@ -131,11 +132,19 @@ def check_loras(prompt: str, loras: Sequence[LoraRef], field: str = "loras") -> 
 
 def skip_refiner_for_loras(data: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
     """A request with LoRAs that does not set ``use_refinement`` itself (in ``given``)
-    skips the refiner: it was not trained with them (DESIGN.md). ``data`` is the
+    skips the refiner: it was not trained with them. The one home of that rule. ``data`` is the
     request's raw fields (after a preset); returned updated."""
     if "use_refinement" not in given and asks_for_loras(given):
         return {**data, "use_refinement": False}
     return data
+
+
+def lora_overrides_reopen_refiner(overrides: dict[str, Any]) -> bool:
+    """Whether a variation's ``overrides`` change its LoRAs, so the source's
+    ``use_refinement`` no longer holds: new LoRAs skip the refiner unless it is
+    asked (:func:`skip_refiner_for_loras`), and ``loras=[]`` (removing the source's)
+    lets the request's own default decide again."""
+    return "loras" in overrides or has_lora_tags(overrides.get("prompt"))
 
 
 def has_lora_tags(prompt: Any) -> bool:

@@ -16,7 +16,6 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from sdxl_mcp.prompt_syntax import check_prompt_syntax
 from sdxl_mcp.schemas.fields import (
     REQUEST_CONFIG,
     SEED_MAX,
@@ -35,6 +34,7 @@ from sdxl_mcp.schemas.fields import (
 )
 from sdxl_mcp.schemas.generation import GenerationResult
 from sdxl_mcp.schemas.loras import MAX_LORAS, LoraRef
+from sdxl_mcp.schemas.prompt_syntax import check_prompt_syntax
 
 __all__ = ["MAX_VARIATIONS", "OVERRIDES", "VariationsResult", "VaryRequest"]
 

@@ -1,0 +1,1 @@
+"""The port between the service and whatever runs generations."""

@@ -1,0 +1,1 @@
+"""The faces: parse, call the service, shape the answer (docs/ARCHITECTURE.md)."""

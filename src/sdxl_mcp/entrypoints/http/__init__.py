@@ -1,0 +1,1 @@
+"""The HTTP face: the Starlette app, REST + OpenAPI, the gallery."""

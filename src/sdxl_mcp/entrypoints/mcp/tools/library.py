@@ -1,0 +1,37 @@
+"""The library tool: ``find_images`` (``library.access``)."""
+
+from __future__ import annotations
+
+from mcp.types import CallToolResult, TextContent
+
+from sdxl_mcp.entrypoints.mcp.toolspec import ToolContext, ToolSpec, tool_annotations
+from sdxl_mcp.schemas import FindImagesRequest, FindImagesResult
+from sdxl_mcp.service.facade import ImageService
+from sdxl_mcp.settings import Settings
+
+
+async def find_images(
+    ctx: ToolContext, svc: ImageService, request: FindImagesRequest
+) -> CallToolResult:
+    found = await svc.library.find_images(request)
+    lines = [f"{found.total} image(s)" + (f" for {request.query!r}" if request.query else "")
+             + (f"; showing {len(found.images)} from {request.offset}" if found.images else ".")]
+    lines += [f"{i.image_id} ({i.source}, {i.width}x{i.height}): {(i.alt or i.prompt)[:80]}"
+              for i in found.images]
+    return CallToolResult(content=[TextContent(type="text", text="\n".join(lines))],
+                          structured_content=found.model_dump(mode="json"))
+
+
+def specs(settings: Settings) -> list[ToolSpec]:
+    return [
+        ToolSpec(
+            name="find_images",
+            title="Find library images",
+            description="Images this server already has (generated or downloaded), newest "
+            "first. Call first: reuse beats a new image. Hits carry the image_id other tools take.",
+            arguments=FindImagesRequest,
+            output=FindImagesResult,
+            handler=find_images,
+            annotations=tool_annotations(read_only=True, idempotent=True),
+        ),
+    ]
