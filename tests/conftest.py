@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.env import isolate
 
 from sdxl_mcp.settings import Settings
+from tests.env import isolate
 
 
 @pytest.fixture(autouse=True)

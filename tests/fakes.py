@@ -91,3 +91,24 @@ class GatedBackend:
         out = self.generate(size_request, seed, on_progress, cancel)
         out.image = Image.new("RGB", source.size, (seed % 256, 100, 150))
         return out
+
+
+class RecordingBackend(GatedBackend):
+    """The gated fake that records every generation, with ``passes`` free of the gate."""
+
+    def __init__(self, passes: int = 1000) -> None:
+        super().__init__()
+        self.passes = passes
+        self.requests: list[tuple[GenerationRequest, int]] = []
+
+    def generate(self, req: GenerationRequest, seed: int, on_progress: Any = None,
+                 cancel: CancelToken | None = None) -> EngineOutput:
+        self.requests.append((req, seed))
+        if self.passes <= 0:
+            return super().generate(req, seed, on_progress, cancel)
+        self.passes -= 1
+        self.gate.set()
+        try:
+            return super().generate(req, seed, on_progress, cancel)
+        finally:
+            self.gate.clear()

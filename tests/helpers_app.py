@@ -26,10 +26,10 @@ from mcp import Client
 from mcp.client.extension import advertise
 from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
 
-from helpers_gallery import PaintingBackend
 from sdxl_mcp.backend.base import CancelToken, EngineOutput, ProgressEvent
 from sdxl_mcp.errors import Cancelled
 from sdxl_mcp.schemas import GenerationRequest
+from tests.helpers_gallery import PaintingBackend
 
 HOST = "http://host.test"
 #: The host side, pinned (what the bundle is built from).

@@ -17,14 +17,14 @@ from typing import Any
 
 import httpx
 from PIL import Image, ImageDraw
-from tests.env import isolated_environ
-from tests.fakes import GatedBackend
 
-from helpers_http import LiveServer, serve, tiny_settings
 from sdxl_mcp.backend.base import EngineOutput
 from sdxl_mcp.library.catalog import CatalogRecord
 from sdxl_mcp.schemas import GenerationRequest
 from sdxl_mcp.service.facade import ImageService
+from tests.env import isolated_environ
+from tests.fakes import GatedBackend
+from tests.helpers_http import LiveServer, serve, tiny_settings
 
 TOKEN = "gallery-token-7f3a9c"
 HOSTILE = "<img src=x onerror=alert(1)><script>alert(2)</script> hostile harbour"

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from tests.env import isolated_environ
 
 from sdxl_mcp.service.facade import ImageService
 from sdxl_mcp.settings import Settings
+from tests.env import isolated_environ
 
 #: Generous upper bounds for waits (guards against hangs, not timing assertions).
 STARTUP_LIMIT_S = 60.0

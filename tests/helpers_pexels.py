@@ -17,10 +17,10 @@ import anyio
 import httpx
 import pytest
 
-from fake_pexels import API_URL, IMAGES_URL, FakePexels, FakePhoto, jpeg
-from fake_pexels import photo_json as fake_photo_json
 from sdxl_mcp.schemas import StockSearchRequest
 from sdxl_mcp.stock.pexels import PexelsClient
+from tests.fake_pexels import API_URL, IMAGES_URL, FakePexels, FakePhoto, jpeg
+from tests.fake_pexels import photo_json as fake_photo_json
 
 KEY = "PEXELS-SECRET-KEY-123"
 BASE = f"{API_URL}/v1"

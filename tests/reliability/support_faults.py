@@ -25,9 +25,9 @@ from typing import Any
 import anyio
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 from PIL import Image
-from tests.env import server_env
 
 from sdxl_mcp.library import CATALOG_FILENAME, TEMP_PREFIX
+from tests.env import server_env
 
 #: The smallest request the schema allows: the cheapest real generation.
 SMALL: dict[str, Any] = {"width": 256, "height": 256, "num_inference_steps": 20}

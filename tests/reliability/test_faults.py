@@ -22,6 +22,11 @@ import torch
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
+
+from sdxl_mcp.engine.sdxl import SDXLEngine
+from sdxl_mcp.entrypoints.mcp.server import build_server
+from sdxl_mcp.library import files as file_store
+from sdxl_mcp.service.facade import ImageService
 from tests.fake_pexels import KEY, FakePexels
 from tests.helpers_http import serve
 from tests.reliability.support_faults import (
@@ -44,11 +49,6 @@ from tests.reliability.support_faults import (
     text,
     wait_until,
 )
-
-from sdxl_mcp.engine.sdxl import SDXLEngine
-from sdxl_mcp.entrypoints.mcp.server import build_server
-from sdxl_mcp.library import files as file_store
-from sdxl_mcp.service.facade import ImageService
 
 OOM = "CUDA out of memory. Tried to allocate 2.00 GiB"
 

@@ -37,6 +37,19 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from schemathesis.specs.openapi.definitions import OPENAPI_31
+
+from sdxl_mcp.entrypoints.http.openapi import openapi_document
+from sdxl_mcp.entrypoints.http.rest import parse_request
+from sdxl_mcp.entrypoints.mcp.server import build_server
+from sdxl_mcp.schemas import (
+    QUALITY_PRESETS,
+    SEED_MAX,
+    GenerationRequest,
+    RestGenerationRequest,
+    describe_validation_error,
+)
+from sdxl_mcp.service.facade import ImageService
+from sdxl_mcp.settings import Settings
 from tests.env import isolated_environ
 from tests.fakes import GatedBackend
 from tests.helpers_http import LiveServer, serve, tiny_settings
@@ -55,19 +68,6 @@ from tests.reliability.support_inputs import (
     one_line,
     rest_body,
 )
-
-from sdxl_mcp.entrypoints.http.openapi import openapi_document
-from sdxl_mcp.entrypoints.http.rest import parse_request
-from sdxl_mcp.entrypoints.mcp.server import build_server
-from sdxl_mcp.schemas import (
-    QUALITY_PRESETS,
-    SEED_MAX,
-    GenerationRequest,
-    RestGenerationRequest,
-    describe_validation_error,
-)
-from sdxl_mcp.service.facade import ImageService
-from sdxl_mcp.settings import Settings
 
 
 def _text(result: Any) -> str:

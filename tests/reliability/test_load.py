@@ -21,6 +21,10 @@ import httpx
 import pytest
 from mcp import Client
 from PIL import Image
+
+from sdxl_mcp.engine.sdxl import SDXLEngine
+from sdxl_mcp.entrypoints.mcp.server import build_server
+from sdxl_mcp.service.facade import ImageService
 from tests.fakes import GatedBackend
 from tests.helpers_http import serve
 from tests.reliability.support_faults import (
@@ -34,10 +38,6 @@ from tests.reliability.support_faults import (
     text,
     wait_until,
 )
-
-from sdxl_mcp.engine.sdxl import SDXLEngine
-from sdxl_mcp.entrypoints.mcp.server import build_server
-from sdxl_mcp.service.facade import ImageService
 
 CALLS = 8
 MAX_QUEUE = 2

@@ -31,6 +31,12 @@ import anyio
 import httpx
 import pytest
 from mcp import Client
+
+from sdxl_mcp.entrypoints.http.app import build_http_app
+from sdxl_mcp.entrypoints.mcp.server import build_server
+from sdxl_mcp.errors import SettingsError
+from sdxl_mcp.service.facade import ImageService
+from sdxl_mcp.settings import Settings
 from tests.env import clean_environ, isolated_environ
 from tests.fakes import GatedBackend
 from tests.helpers_http import LiveServer, serve, tiny_settings
@@ -50,12 +56,6 @@ from tests.reliability.support_inputs import (
     raw_request,
     tool_call,
 )
-
-from sdxl_mcp.entrypoints.http.app import build_http_app
-from sdxl_mcp.entrypoints.mcp.server import build_server
-from sdxl_mcp.errors import SettingsError
-from sdxl_mcp.service.facade import ImageService
-from sdxl_mcp.settings import Settings
 
 #: Content no response may ever carry: a file next to (outside) the output dir.
 SECRET_FILE_TEXT = "TOP-SECRET-FILE-CONTENT-4711"

@@ -21,6 +21,14 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client
+
+from sdxl_mcp.backend.base import CancelToken
+from sdxl_mcp.entrypoints.mcp.server import build_server
+from sdxl_mcp.errors import Busy, Cancelled
+from sdxl_mcp.schemas import GenerationRequest
+from sdxl_mcp.service.facade import ImageService
+from sdxl_mcp.service.generate import submit_generation
+from sdxl_mcp.service.jobtable import JobTable
 from tests.fakes import GatedBackend
 from tests.reliability.support_faults import (
     LARGE,
@@ -35,14 +43,6 @@ from tests.reliability.support_faults import (
     text,
     wait_for_denoising,
 )
-
-from sdxl_mcp.backend.base import CancelToken
-from sdxl_mcp.entrypoints.mcp.server import build_server
-from sdxl_mcp.errors import Busy, Cancelled
-from sdxl_mcp.schemas import GenerationRequest
-from sdxl_mcp.service.facade import ImageService
-from sdxl_mcp.service.generate import submit_generation
-from sdxl_mcp.service.jobtable import JobTable
 
 #: The bound on a graceful exit: the running step finishes, then everything closes.
 EXIT_LIMIT_S = 60.0

@@ -1,0 +1,95 @@
+"""The official TypeScript MCP client (``@modelcontextprotocol/sdk``) against ``sdxl-mcp serve``.
+
+That client validates every ``structuredContent`` against the tool's output
+schema (Ajv) and throws on a mismatch, so this is the check that the compact
+output schemas (``toolschema``) still describe what the tools send. The SDK is
+installed once with npm, at a pinned version, into a cache folder outside the
+repository (``~/.cache/sdxl-mcp-tests/``, reused between runs); without node
+and npm, or when npm cannot install, the test is skipped and says why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sdxl_mcp.entrypoints.mcp.guide import PROMPT_NAME
+from tests.env import server_env
+from tests.helpers_mcp import TOOLS
+
+TS_SDK_VERSION = "1.32.2"
+SCRIPT = Path(__file__).parent / "ts_client" / "check.mjs"
+
+
+def cache_dir() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "sdxl-mcp-tests" / f"ts-sdk-{TS_SDK_VERSION}"
+
+
+@pytest.fixture(scope="module")
+def ts_client() -> Path:
+    """The cache folder with the pinned SDK installed and the check script beside it."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip("node and npm are needed for the TypeScript client check")
+    folder = cache_dir()
+    installed = folder / "node_modules" / "@modelcontextprotocol" / "sdk" / "package.json"
+    if not (installed.is_file()
+            and json.loads(installed.read_text())["version"] == TS_SDK_VERSION):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "package.json").write_text('{"name": "sdxl-mcp-ts-check", "private": true}\n')
+        proc = subprocess.run(
+            [npm, "install", "--no-audit", "--no-fund", "--loglevel=error",
+             f"@modelcontextprotocol/sdk@{TS_SDK_VERSION}"],
+            cwd=folder, capture_output=True, text=True, timeout=600, check=False)
+        if proc.returncode != 0:
+            pytest.skip(f"npm could not install @modelcontextprotocol/sdk@{TS_SDK_VERSION}: "
+                        f"{(proc.stderr or proc.stdout).strip()[-300:]}")
+    # Beside node_modules, so the script's imports resolve there.
+    shutil.copyfile(SCRIPT, folder / SCRIPT.name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def seen(ts_client: Path, tiny_models: tuple, tmp_path_factory: pytest.TempPathFactory
+         ) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("ts-client")
+    env = {
+        **os.environ,
+        "SDXL_MCP_TS_COMMAND": json.dumps([sys.executable, "-m", "sdxl_mcp", "serve"]),
+        # A tiny generation on a busy CPU can take a minute: always wait for it.
+        "SDXL_MCP_TS_ENV": json.dumps(server_env(root, SDXL_MCP_MAX_WAIT_S="600")),
+    }
+    proc = subprocess.run(["node", str(ts_client / SCRIPT.name)], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=900, check=False)
+    assert proc.returncode == 0, f"the TypeScript client failed:\n{proc.stderr[-3000:]}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_typescript_client_lists_every_tool_and_the_prompt(seen: dict[str, Any]) -> None:
+    assert set(seen["tools"]) >= TOOLS
+    assert PROMPT_NAME in seen["prompts"]
+
+
+def test_typescript_client_accepts_every_structured_result(seen: dict[str, Any]) -> None:
+    # Each call below passed the client's output-schema validation to get here.
+    made = seen["generate_image"]
+    assert not made["isError"] and made["structured"]["status"] == "succeeded"
+    followed = seen["get_generation"]["structured"]
+    assert followed["status"] == "succeeded"
+    assert followed["image_id"] == made["structured"]["image_id"]
+    assert seen["gpu_status"]["structured"]["engine"]["state"] in ("not_loaded", "loading", "ready")
+    assert seen["find_images"]["structured"]["total"] >= 1
+    exported = seen["export_image"]
+    assert not exported["isError"] and exported["structured"]["width"] == 400
+
+
+def test_typescript_client_gets_errors_as_results(seen: dict[str, Any]) -> None:
+    assert seen["bad_job"]["isError"] and seen["bad_job"]["structured"] is None
