@@ -1,4 +1,4 @@
-"""Specification tests for sdxl_mcp.settings (DESIGN.md "Settings").
+"""Specification tests for sdxl_mcp.settings (docs/SETTINGS.md).
 
 Every test runs in an empty temporary cwd with no SDXL_MCP_* / PEXELS_API_KEY
 variables, so a developer's environment or ``.env`` never leaks in.

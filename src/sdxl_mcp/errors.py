@@ -16,6 +16,17 @@ class SdxlMcpError(Exception):
     retryable: bool = False
     http_status: int = 500
 
+    def __init_subclass__(cls, *, code: str | None = None, http_status: int | None = None,
+                          retryable: bool | None = None) -> None:
+        # Each error declares its code, status and retry hint on its class line.
+        super().__init_subclass__()
+        if code is not None:
+            cls.code = code
+        if http_status is not None:
+            cls.http_status = http_status
+        if retryable is not None:
+            cls.retryable = retryable
+
     def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.message = message
@@ -25,94 +36,55 @@ class SdxlMcpError(Exception):
         return self.message
 
 
-class SettingsError(SdxlMcpError):
+class SettingsError(SdxlMcpError, code="invalid_settings"):
     """A setting has a value the server cannot use; start-up stops."""
 
-    code = "invalid_settings"
 
-
-class BadRequest(SdxlMcpError):
+class BadRequest(SdxlMcpError, code="bad_request", http_status=422):
     """The request itself is wrong; fix it and send it again."""
 
-    code = "bad_request"
-    http_status = 422
 
-
-class NotFound(SdxlMcpError):
+class NotFound(SdxlMcpError, code="not_found", http_status=404):
     """An unknown job id or image name."""
 
-    code = "not_found"
-    http_status = 404
 
-
-class JobLost(NotFound):
+class JobLost(NotFound, code="job_lost", http_status=410):
     """The job was queued or running when the server stopped; it never finished."""
 
-    code = "job_lost"
-    http_status = 410
 
-
-class Busy(SdxlMcpError):
+class Busy(SdxlMcpError, code="busy", http_status=429, retryable=True):
     """The queue is full; retry after ``retry_after_s`` seconds."""
 
-    code = "busy"
-    retryable = True
-    http_status = 429
 
-
-class Cancelled(SdxlMcpError):
+class Cancelled(SdxlMcpError, code="cancelled", http_status=499):
     """The generation was cancelled (by the caller, a timeout or shutdown)."""
 
-    code = "cancelled"
-    http_status = 499
 
-
-class GenerationTimeout(Cancelled):
+class GenerationTimeout(Cancelled, code="timeout", http_status=504, retryable=True):
     """The generation ran past GENERATION_TIMEOUT_S and was interrupted."""
 
-    code = "timeout"
-    retryable = True
-    http_status = 504
 
-
-class ModelUnavailable(SdxlMcpError):
+class ModelUnavailable(SdxlMcpError, code="model_unavailable", http_status=503):
     """The models cannot be loaded or used on this machine (yet)."""
 
-    code = "model_unavailable"
-    http_status = 503
 
-
-class OutOfMemory(SdxlMcpError):
+class OutOfMemory(SdxlMcpError, code="out_of_memory", http_status=503, retryable=True):
     """The device ran out of memory even after the low-memory retry."""
 
-    code = "out_of_memory"
-    retryable = True
-    http_status = 503
 
-
-class GenerationFailed(SdxlMcpError):
+class GenerationFailed(SdxlMcpError, code="generation_failed", http_status=500, retryable=True):
     """The pipeline ran but produced no usable image (e.g. a NaN decode)."""
 
-    code = "generation_failed"
-    retryable = True
-    http_status = 500
 
-
-class StorageError(SdxlMcpError):
+class StorageError(SdxlMcpError, code="storage_error", http_status=507):
     """The image could not be written (disk full, read-only output dir)."""
 
     #: What to do, ending every storage message.
     HINT = "Free disk space or set SDXL_MCP_OUTPUT_DIR to a writable folder."
 
-    code = "storage_error"
-    http_status = 507
 
-
-class NoImageFound(SdxlMcpError):
+class NoImageFound(SdxlMcpError, code="no_image", http_status=503):
     """No image source could serve the request (the source guide's case)."""
-
-    code = "no_image"
-    http_status = 503
 
     GUIDE_MESSAGE = "No image found. Ensure PEXELS_API_KEY is set or GPU available"
 
@@ -120,39 +92,29 @@ class NoImageFound(SdxlMcpError):
         super().__init__(message, **kwargs)
 
 
-class StockError(SdxlMcpError):
+class StockError(SdxlMcpError, code="stock_error", http_status=502):
     """Base for Pexels failures."""
 
-    code = "stock_error"
-    http_status = 502
+
+class StockNotConfigured(StockError, code="stock_not_configured", http_status=503):
+    """No Pexels key is set."""
 
 
-class StockNotConfigured(StockError):
-    code = "stock_not_configured"
-    http_status = 503
+class StockAuthError(StockError, code="stock_auth"):
+    """Pexels refused the key."""
 
 
-class StockAuthError(StockError):
-    code = "stock_auth"
-
-
-class StockRequestRejected(StockError):
+class StockRequestRejected(StockError, code="stock_request_rejected", http_status=422):
     """Pexels refused the request itself (a 4xx other than auth and rate limit):
     the query or its filters must change, so it is the caller's to fix."""
 
-    code = "stock_request_rejected"
-    http_status = 422
+
+class StockRateLimited(StockError, code="stock_rate_limited", http_status=429, retryable=True):
+    """Pexels' rate limit is reached; retry after ``retry_after_s``."""
 
 
-class StockRateLimited(StockError):
-    code = "stock_rate_limited"
-    retryable = True
-    http_status = 429
-
-
-class StockUnavailable(StockError):
-    code = "stock_unavailable"
-    retryable = True
+class StockUnavailable(StockError, code="stock_unavailable", retryable=True):
+    """Pexels could not be reached or failed."""
 
 
 def error_class(code: str | None) -> type[SdxlMcpError]:

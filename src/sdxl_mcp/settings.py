@@ -70,7 +70,7 @@ def default_lora_dirs() -> list[Path]:
 
 
 class Settings(BaseSettings):
-    """Every setting of DESIGN.md; names are the env vars without the prefix."""
+    """Every setting (docs/SETTINGS.md); names are the env vars without the prefix."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,

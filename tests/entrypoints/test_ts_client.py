@@ -2,7 +2,7 @@
 
 That client validates every ``structuredContent`` against the tool's output
 schema (Ajv) and throws on a mismatch, so this is the check that the compact
-output schemas (``toolschema``) still describe what the tools send. The SDK is
+output schemas (``entrypoints.mcp.schema``) still describe what the tools send. The SDK is
 installed once with npm, at a pinned version, into a cache folder outside the
 repository (``~/.cache/sdxl-mcp-tests/``, reused between runs); without node
 and npm, or when npm cannot install, the test is skipped and says why.

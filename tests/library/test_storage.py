@@ -1,7 +1,7 @@
 """Tests for the library's files, infotext and catalog (sdxl_mcp.library).
 
 Real files in tmp_path, no GPU, no network. Stock photo saving is tested in
-tests/test_stock_photos.py.
+tests/library/test_stock_photos.py.
 """
 
 from __future__ import annotations

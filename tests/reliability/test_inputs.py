@@ -362,7 +362,7 @@ def _visible(text: str) -> bool:
     return any(not ch.isspace() and unicodedata.category(ch) != "Cf" for ch in text)
 
 
-# No brackets: emphasis syntax has its own table and property (tests/test_prompt_syntax.py).
+# No brackets: emphasis syntax has its own table and property (tests/schemas/test_prompt_syntax.py).
 _TEXT_CHARS = st.characters(exclude_categories=["Cs"], exclude_characters="\x00()[]")
 _prompts = st.text(_TEXT_CHARS, min_size=1, max_size=500).filter(
     lambda s: not s[0].isspace() and not s[-1].isspace() and _visible(s)
@@ -390,7 +390,7 @@ _VALID = {
     "refiner_steps": st.integers(1, 100),
     "refiner_strength": _floats(0.05, 1.0),
     "reuse": st.booleans(),
-    # A ratio replaces width/height (tests/test_aspect_ratio.py); here only its null.
+    # A ratio replaces width/height (tests/entrypoints/test_aspect_ratio.py); here only its null.
     "aspect_ratio": st.none(),
     "loras": st.none() | st.lists(st.sampled_from(["ink", "film", "grain", "fog"]),
                                   max_size=4, unique=True).flatmap(

@@ -1,4 +1,4 @@
-"""Specification tests for sdxl_mcp.schemas (DESIGN.md "Request" and "Result").
+"""Specification tests for sdxl_mcp.schemas (docs/TOOLS.md and "Result").
 
 Pure pydantic: no GPU, no network, no files.
 """
@@ -39,7 +39,7 @@ def _reject(model: type[GenerationRequest], fields: dict[str, Any]) -> str:
 
 # --------------------------------------------------------------------------- defaults
 
-# DESIGN.md "Request" table, MCP column.
+# docs/TOOLS.md table, MCP column.
 MCP_DEFAULTS: dict[str, Any] = {
     "negative_prompt": None,
     "use_pexels": False,
@@ -209,7 +209,7 @@ def test_seed_max_is_two_to_the_32_minus_one() -> None:
 
 # --------------------------------------------------------------------------- presets
 
-# DESIGN.md: high = refine, 50, 8.0; medium = refine, 30, 7.5; fast = no refine, 20, 7.5.
+# docs/TOOLS.md: high = refine, 50, 8.0; medium = refine, 30, 7.5; fast = no refine, 20, 7.5.
 PRESET_TABLE: list[Any] = [
     pytest.param("fast", False, 20, 7.5, id="fast"),
     pytest.param("medium", True, 30, 7.5, id="medium"),

@@ -1,10 +1,10 @@
 """PexelsClient against the fake Pexels at the httpx transport (FakePexels.transport()).
 
 The client alone: search (parameters, cache, quota), configuration and
-fetching a photo's bytes; every fault is in tests/test_pexels_faults.py.
-Saving photos is tests/test_stock_photos.py;
+fetching a photo's bytes; every fault is in tests/stock/test_pexels_faults.py.
+Saving photos is tests/library/test_stock_photos.py;
 the plain helpers (attribution, sizes, rate limit, statuses) are
-tests/test_stock_helpers.py. Every test also checks, through an autouse
+tests/stock/test_stock_helpers.py. Every test also checks, through an autouse
 fixture, that the API key never shows up in any log record of any logger.
 """
 

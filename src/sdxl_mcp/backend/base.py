@@ -41,7 +41,7 @@ def eta_text(seconds: float | None) -> str:
 class ProgressEvent:
     """One finished denoising step; ``done``/``total`` run across both stages.
 
-    ``eta_s``: seconds left, filled in by the job queue (``eta``) once a few steps ran."""
+    ``eta_s``: seconds left, filled in by the job queue (``service.eta``) once a few steps ran."""
 
     stage: Stage
     step: int

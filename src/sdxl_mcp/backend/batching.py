@@ -1,6 +1,6 @@
 """Several seeds of one request on a backend: the torch-free parts of ``generate_batch``.
 
-Guarantees (DESIGN.md "Editing and variations"; the tests check them):
+Guarantees (docs/EDITING.md; the tests check them):
 
 * :func:`one_by_one` runs ``generate`` once per seed, in order, with the request's
   ``seed`` field set to it: each image is exactly the generation with its seed;

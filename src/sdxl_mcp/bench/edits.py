@@ -60,20 +60,26 @@ def _decode(base: Any, latents: torch.Tensor) -> list[torch.Tensor]:
     return [decode_latents(base.vae, z) for z in latents.split(1)]
 
 
+def _start(what: str, device: str, dtype_name: str, kind: str,
+           progress: Say | None) -> tuple[Say, Any, Timer]:
+    """A run's progress line, its freshly built base pipeline and its timer."""
+    say = progress or _quiet
+    _reset(device)
+    say(f"{what} ({dtype_name}): building models")
+    base, _ = build_pipelines(kind, TORCH_DTYPES[dtype_name], device)
+    return say, base, Timer(device)
+
+
 def edit_run(
     *, device: str, dtype_name: str, size: int = 1024, steps: int = EDIT_STEPS,
     strength: float = EDIT_STRENGTH, kind: str = "sdxl", progress: Say | None = None,
 ) -> list[dict[str, Any]]:
     """One img2img edit of a ``size``² image: seconds, it/s, peak memory."""
-    say = progress or _quiet
-    _reset(device)
-    say(f"edit ({dtype_name}): building models")
-    base, _ = build_pipelines(kind, TORCH_DTYPES[dtype_name], device)
+    say, base, timer = _start("edit", device, dtype_name, kind, progress)
     edit = StableDiffusionXLImg2ImgPipeline.from_pipe(base)  # shares every weight
     edit.set_progress_bar_config(disable=True)
     source = Image.fromarray(
         np.random.RandomState(0).randint(0, 256, (size, size, 3), dtype=np.uint8))
-    timer = Timer(device)
 
     def run(n: int) -> Any:
         return edit(prompt=PROMPT, image=source, strength=strength, num_inference_steps=n,
@@ -95,11 +101,7 @@ def variations_run(
     count: int = VARIATION_COUNT, kind: str = "sdxl", progress: Say | None = None,
 ) -> list[dict[str, Any]]:
     """``count`` variations one by one, then batched: seconds, per image, peak memory."""
-    say = progress or _quiet
-    _reset(device)
-    say(f"variations ({dtype_name}): building models")
-    base, _ = build_pipelines(kind, TORCH_DTYPES[dtype_name], device)
-    timer = Timer(device)
+    say, base, timer = _start("variations", device, dtype_name, kind, progress)
     seeds = list(range(100, 100 + count))
 
     def generate(batch: list[int]) -> list[torch.Tensor]:

@@ -7,7 +7,7 @@ photo-like image (a smooth gradient, shapes and a little grain), and on each
 ``--image`` given (resized to the bench's size: a real photograph, or an
 engine's output), with the file's size; the preview JPEG (from the file and from memory), the result
 model and its JSON, the atomic sidecar write and the catalog insert; and
-"after the engine, all of it": the service's own ``keeping.Keeper.keep`` (PNG,
+"after the engine, all of it": the service's own ``service.keeping.Keeper.keep`` (PNG,
 sidecar, catalog row, Result, with the preview made beside it), as a generation
 for an MCP caller runs it.
 Each is timed on its own with the server's own functions. The export rows

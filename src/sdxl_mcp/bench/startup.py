@@ -1,8 +1,8 @@
 """``--startup``: spawn ``sdxl-mcp serve``; seconds to initialize, tools listed, models ready.
 
 It also reports what the tool definitions cost an agent: the characters of
-JSON of the ``tools/list`` answer (``toolschema.tools_list_size``) and the
-budget DESIGN.md sets for it.
+JSON of the ``tools/list`` answer (``entrypoints.mcp.schema.tools_list_size``) and
+the budget docs/TOOLS.md states for it.
 
 Each run also times the floor no MCP server in Python can beat on this machine:
 a fresh interpreter importing the MCP SDK's server and exiting.

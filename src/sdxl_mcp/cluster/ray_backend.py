@@ -219,37 +219,23 @@ class RayBackend:
         )
         log.info("Ray Serve engine replicas ready")
 
-    def generate(
-        self,
-        request: GenerationRequest,
-        seed: int,
-        on_progress: ProgressCallback | None = None,
-        cancel: CancelToken | None = None,
-    ) -> EngineOutput:
+    def generate(self, request: GenerationRequest, seed: int,
+                 on_progress: ProgressCallback | None = None,
+                 cancel: CancelToken | None = None) -> EngineOutput:
         return self._call("generate", (request.model_dump_json(), seed), seed, "Generation",
                           on_progress, cancel)
 
-    def generate_batch(
-        self,
-        request: GenerationRequest,
-        seeds: Sequence[int],
-        on_progress: ProgressCallback | None = None,
-        cancel: CancelToken | None = None,
-        on_output: OutputCallback | None = None,
-    ) -> list[EngineOutput]:
+    def generate_batch(self, request: GenerationRequest, seeds: Sequence[int],
+                       on_progress: ProgressCallback | None = None,
+                       cancel: CancelToken | None = None,
+                       on_output: OutputCallback | None = None) -> list[EngineOutput]:
         """One by one, each on whichever replica is free: a job holds one slot, so
         spreading its images over several replicas would take slots it was not given."""
         return one_by_one(self.generate, request, seeds, on_progress, cancel, on_output)
 
-    def edit(
-        self,
-        request: EditRequest,
-        seed: int,
-        source: Image.Image,
-        mask: Image.Image | None = None,
-        on_progress: ProgressCallback | None = None,
-        cancel: CancelToken | None = None,
-    ) -> EngineOutput:
+    def edit(self, request: EditRequest, seed: int, source: Image.Image,
+             mask: Image.Image | None = None, on_progress: ProgressCallback | None = None,
+             cancel: CancelToken | None = None) -> EngineOutput:
         """On a replica; the source (as RGB, which the engine makes of it anyway) and
         the mask travel as PNG bytes, lossless, so the pixels equal a local edit's."""
         args = (request.model_dump_json(), seed, _to_png(source.convert("RGB")),

@@ -1,6 +1,6 @@
 """Variations on the local engine: several seeds of one request, batched on a GPU.
 
-Guarantees (DESIGN.md "Editing and variations"; tests/test_vary_batch.py):
+Guarantees (docs/EDITING.md; tests/engine/test_vary_batch.py):
 
 * :meth:`BatchMixin.generate_batch` batches when :func:`batches` says so
   (``SDXL_MCP_BATCH_VARIATIONS``: ``auto`` = on CUDA with two or more images,

@@ -1,6 +1,6 @@
 """Draft mode's scheduler and distilled LoRA (``quality: "draft"``).
 
-Guarantees (DESIGN.md "LoRA adapters and draft mode"):
+Guarantees (docs/LORA.md):
 
 * :func:`draft_scheduler` builds the scheduler ``SDXL_MCP_DRAFT_SCHEDULER``
   names from the base's scheduler config: ``euler-trailing`` (Euler with

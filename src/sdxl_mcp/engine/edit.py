@@ -40,8 +40,8 @@ from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLInpaint
 from PIL import Image
 
 from sdxl_mcp.backend.base import CancelToken, EngineOutput, ProgressCallback
+from sdxl_mcp.engine.basestage import run_base, run_fields
 from sdxl_mcp.engine.parts import ResidentEngine
-from sdxl_mcp.engine.prompts import encode_prompts
 from sdxl_mcp.engine.refinestage import run_refiner
 from sdxl_mcp.engine.schedules import StepReporter, sequential_refiner_schedule
 from sdxl_mcp.schemas import EditRequest
@@ -96,7 +96,6 @@ def run_edit(
     cancel: CancelToken,
     timings: dict[str, float],
 ) -> EngineOutput:
-    decision = engine.decision
     notes: list[str] = []
     width, height = output_size(*source.size)
     if (width, height) != source.size:
@@ -132,16 +131,8 @@ def run_edit(
         pipe = pipes.img2img(engine.base)
 
     reporter = StepReporter("base", base_total, 0, total, on_progress, cancel)
-    t0 = time.perf_counter()
-    prompts = engine.with_oom_retry("base", lambda: encode_prompts(
-        pipe, refiner, request.prompt, request.negative_prompt, request.guidance_scale))
-    latents = engine.with_oom_retry(
-        "base",
-        lambda: pipe(**common, **prompts.base, **stage, callback_on_step_end=reporter).images,
-        before_retry=lambda: setattr(reporter, "steps_run", 0),
-    )
-    engine.sync()
-    timings["base"] = round(time.perf_counter() - t0, 4)
+    prompts, latents = run_base(engine, pipe, refiner, request, {**common, **stage}, reporter,
+                                timings)
 
     refining = None
     if refiner is not None:
@@ -159,18 +150,6 @@ def run_edit(
         # Black mask pixels keep the source exactly (A1111's inpainting overlay).
         result = Image.composite(result.convert("RGB"), image, mask_l)
     timings["decode"] = round(time.perf_counter() - t2, 4)
-    return EngineOutput(
-        image=result,
-        seed=seed,
-        steps_base=reporter.steps_run,
-        steps_refiner=refining.steps if refining else 0,
-        refined=bool(refining and refining.refined),
-        refiner_error=refining.error if refining else None,
-        precision=decision.dtype,
-        device=decision.device,
-        base_model=engine.settings.base_model,
-        refiner_model=engine.settings.refiner_model if refiner is not None else None,
-        timings=timings,
-        notes=notes,
-        **prompts.counts,
-    )
+    fields = {**run_fields(engine, refiner, reporter, refining), **prompts.counts}
+    return EngineOutput(image=result, seed=seed, timings=timings, notes=notes, **fields)
+

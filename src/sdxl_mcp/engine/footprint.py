@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 COMPONENTS = ("unet", "text_encoder", "text_encoder_2", "vae")
-#: The refiner reuses the base's second text encoder and VAE (DESIGN.md).
+#: The refiner reuses the base's second text encoder and VAE (docs/HOW-IT-WORKS.md).
 SHARED_WITH_REFINER = ("text_encoder_2", "vae")
 CONFIG_DIR = Path(__file__).parent / "configs"
 

@@ -1,6 +1,6 @@
 """LoRA adapters on the resident base: loaded once, switched per request.
 
-Guarantees (DESIGN.md "LoRA adapters and draft mode"):
+Guarantees (docs/LORA.md):
 
 * :meth:`LoraAdapters.run` wraps one generation or edit (under the engine's
   lock): it loads each LoRA the request asks for (``loras`` and ``<lora:...>``

@@ -2,7 +2,7 @@
 
 The prompt's A1111 syntax is read by :mod:`sdxl_mcp.schemas.prompt_syntax`; compel
 tokenizes, chunks, weights and encodes the fragments. Guarantees (checked in
-tests/test_prompts.py on the tiny models):
+tests/engine/test_prompts.py on the tiny models):
 
 * nothing of a prompt is dropped: each ``BREAK`` segment is encoded in chunks
   of the tokenizer's ``model_max_length`` (75 tokens between BOS and EOS for

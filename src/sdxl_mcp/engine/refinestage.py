@@ -1,6 +1,6 @@
 """The refiner stage after the base (or an edit's) latents, shared by generation and edits.
 
-Guarantees (``tests/test_engine.py``, ``tests/test_edit_engine.py``): a cancel
+Guarantees (``tests/engine/test_engine.py``, ``tests/engine/test_edit_engine.py``): a cancel
 before the stage raises ``Cancelled`` naming the job; the stage reports its
 steps after the base's (``StepReporter``) and records ``timings["refiner"]``;
 a refiner that fails (out of memory or otherwise) never loses the image: the

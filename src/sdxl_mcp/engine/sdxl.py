@@ -30,6 +30,7 @@ from sdxl_mcp.backend.base import (
     LoadOnce,
     ProgressCallback,
 )
+from sdxl_mcp.engine.basestage import run_base, run_fields
 from sdxl_mcp.engine.batch import BatchMixin
 from sdxl_mcp.engine.devices import (
     TORCH_DTYPES,
@@ -42,7 +43,6 @@ from sdxl_mcp.engine.edit import EditPipelines, run_edit
 from sdxl_mcp.engine.loadplan import LoadPlan, plan_load, resolve_model
 from sdxl_mcp.engine.lora import LoraAdapters
 from sdxl_mcp.engine.precision import PrecisionDecision
-from sdxl_mcp.engine.prompts import encode_prompts
 from sdxl_mcp.engine.quiet import quiet_libraries
 from sdxl_mcp.engine.refinestage import run_refiner
 from sdxl_mcp.engine.schedules import StepReporter, sequential_refiner_schedule
@@ -241,13 +241,9 @@ class SDXLEngine(BatchMixin):
         log.info("Warm-up done in %.2f s", time.perf_counter() - started)
 
     # ------------------------------------------------------------ generation
-    def generate(
-        self,
-        request: GenerationRequest,
-        seed: int,
-        on_progress: ProgressCallback | None = None,
-        cancel: CancelToken | None = None,
-    ) -> EngineOutput:
+    def generate(self, request: GenerationRequest, seed: int,
+                 on_progress: ProgressCallback | None = None,
+                 cancel: CancelToken | None = None) -> EngineOutput:
         cancel = cancel or CancelToken()
         timings: dict[str, float] = {}
         started = time.perf_counter()
@@ -288,24 +284,11 @@ class SDXLEngine(BatchMixin):
         }
 
         base_reporter = StepReporter("base", base_total, 0, total, on_progress, cancel)
-        t0 = time.perf_counter()
-        prompts = self.with_oom_retry("base", lambda: encode_prompts(
-            base, refiner, request.prompt, request.negative_prompt, request.guidance_scale))
-        latents = self.with_oom_retry(
-            "base",
-            lambda: base(
-                **common,
-                **prompts.base,
-                width=request.width,
-                height=request.height,
-                num_inference_steps=request.num_inference_steps,
-                denoising_end=request.high_noise_frac if ensemble else None,
-                callback_on_step_end=base_reporter,
-            ).images,
-            before_retry=lambda: setattr(base_reporter, "steps_run", 0),
-        )
-        self.sync()
-        timings["base"] = round(time.perf_counter() - t0, 4)
+        base_args = {**common, "width": request.width, "height": request.height,
+                     "num_inference_steps": request.num_inference_steps,
+                     "denoising_end": request.high_noise_frac if ensemble else None}
+        prompts, latents = run_base(self, base, refiner, request, base_args, base_reporter,
+                                    timings)
 
         stage = None
         if refiner is not None:
@@ -327,31 +310,14 @@ class SDXLEngine(BatchMixin):
         images = self.with_oom_retry("decode", lambda: [
             self.decode(z, request.high_quality) for z in latents.split(1)])
         timings["decode"] = round(time.perf_counter() - t2, 4)
-        return [EngineOutput(
-            image=image,
-            seed=s,
-            steps_base=base_reporter.steps_run,
-            steps_refiner=stage.steps if stage else 0,
-            refined=bool(stage and stage.refined),
-            refiner_error=stage.error if stage else None,
-            precision=self._decision.dtype,
-            device=self._decision.device,
-            base_model=self.settings.base_model,
-            refiner_model=self.settings.refiner_model if refiner is not None else None,
-            timings=dict(timings),
-            notes=list(notes),
-            **prompts.counts,
-        ) for s, image in zip(seeds or [seed], images, strict=True)]
+        fields = {**run_fields(self, refiner, base_reporter, stage), **prompts.counts}
+        return [EngineOutput(image=image, seed=s, timings=dict(timings), notes=list(notes),
+                             **fields)
+                for s, image in zip(seeds or [seed], images, strict=True)]
 
-    def edit(
-        self,
-        request: EditRequest,
-        seed: int,
-        source: Image.Image,
-        mask: Image.Image | None = None,
-        on_progress: ProgressCallback | None = None,
-        cancel: CancelToken | None = None,
-    ) -> EngineOutput:
+    def edit(self, request: EditRequest, seed: int, source: Image.Image,
+             mask: Image.Image | None = None, on_progress: ProgressCallback | None = None,
+             cancel: CancelToken | None = None) -> EngineOutput:
         """Image-to-image (no mask) or inpainting; see ``engine.edit`` for the guarantees."""
         cancel = cancel or CancelToken()
         started = time.perf_counter()

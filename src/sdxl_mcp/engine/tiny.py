@@ -164,25 +164,13 @@ def write_tiny_models(target: Path) -> tuple[Path, Path]:
         add_embed_inputs=5 * _TIME_EMBED + _TE2_HIDDEN,
         refiner=True,
     )
-    base = StableDiffusionXLPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        text_encoder_2=text_encoder_2,
-        tokenizer=tokenizer,
-        tokenizer_2=tokenizer_2,
-        unet=base_unet,
-        scheduler=_scheduler(),
-    )
+    # The refiner shares the VAE and the second text encoder, as SDXL's do.
+    shared = {"vae": vae, "text_encoder_2": text_encoder_2, "tokenizer_2": tokenizer_2}
+    base = StableDiffusionXLPipeline(**shared, text_encoder=text_encoder, tokenizer=tokenizer,
+                                     unet=base_unet, scheduler=_scheduler())
     refiner = StableDiffusionXLImg2ImgPipeline(
-        vae=vae,
-        text_encoder=None,
-        tokenizer=None,
-        text_encoder_2=text_encoder_2,
-        tokenizer_2=tokenizer_2,
-        unet=refiner_unet,
-        scheduler=_scheduler(),
-        requires_aesthetics_score=True,
-        force_zeros_for_empty_prompt=False,
+        **shared, text_encoder=None, tokenizer=None, unet=refiner_unet, scheduler=_scheduler(),
+        requires_aesthetics_score=True, force_zeros_for_empty_prompt=False,
     )
     base_dir, refiner_dir = target / "base", target / "refiner"
     base.save_pretrained(base_dir)

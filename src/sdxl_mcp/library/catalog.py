@@ -120,7 +120,7 @@ CREATE TABLE IF NOT EXISTS images (
     seed INTEGER,
     source TEXT NOT NULL,
     source_id TEXT,
-    request_key TEXT,  -- reserved for request reuse (DESIGN "The library"); unused
+    request_key TEXT,  -- reserved for request reuse (docs/LIBRARY.md); unused
     sha256 TEXT NOT NULL,
     width INTEGER NOT NULL,
     height INTEGER NOT NULL,

@@ -1,6 +1,6 @@
 """Web-ready exports: presets, the file naming rule, the ``max_bytes`` search, writing.
 
-Guarantees (DESIGN.md "Web-ready export"):
+Guarantees (docs/LIBRARY.md "Web-ready export"):
 
 * sizes: a preset (og 1200x630, hero 1600x900, square 1080x1080, thumbnail
   400x400, original), or ``width``/``height`` instead of it (one alone keeps

@@ -1,6 +1,6 @@
 """PNG bytes for a saved image: the fast encoder, its text chunk, the Pillow fallback.
 
-Guarantees (``tests/test_png.py``):
+Guarantees (``tests/library/test_png.py``):
 
 * :func:`encode_png` returns a complete PNG that Pillow decodes to exactly the
   pixels it was given, with ``infotext`` (when given) in a ``parameters`` text

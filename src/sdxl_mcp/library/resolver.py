@@ -1,6 +1,6 @@
 """The one way an image argument is read: ``image_id``, ``image://`` URI or allowed path.
 
-Guarantees (DESIGN.md "Image ids and image references"):
+Guarantees (docs/LIBRARY.md):
 
 * an argument is an ``image_id``, an ``image://{image_id}`` URI (the older
   ``image://<file name>`` too), an absolute path of a catalogued file inside

@@ -1,6 +1,6 @@
 """Image transforms: resize (cover / contain), re-encode (PNG, WebP, JPEG). Pure, Pillow.
 
-Guarantees (DESIGN.md "Resources", "Web-ready export"):
+Guarantees (docs/TOOLS.md "Images as resources, and errors", docs/LIBRARY.md "Web-ready export"):
 
 * ``fit="cover"`` gives exactly ``width`` x ``height``: scaled to cover the box,
   then centre-cropped; ``fit="contain"`` fits inside the box, keeping the aspect;

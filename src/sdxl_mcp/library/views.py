@@ -1,7 +1,7 @@
 """Served views of library images: the original bytes, a cached transform, the metadata.
 
 What the ``image://`` resources and ``GET /api/media/images/{ref}`` serve
-(DESIGN.md "Resources"). Guarantees:
+(docs/TOOLS.md "Images as resources, and errors"). Guarantees:
 
 * only the library is served: a reference is an ``image_id``, a catalogued
   file name (the older links) or an ``image://`` URI of either; a path,

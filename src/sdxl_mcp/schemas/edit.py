@@ -2,14 +2,13 @@
 
 Under the same rules as the other request models: bounds live here (strength
 0.05-1.0), nothing is clamped, a JSON null for a defaulted field means the
-default, and a bad value is an error naming the field. DESIGN.md "Editing and
-variations" is the contract; ``image`` and ``mask`` are read only through the
+default, and a bad value is an error naming the field. docs/EDITING.md
+describes it; ``image`` and ``mask`` are read only through the
 resolver (``library.resolver``), by the service.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from pydantic import (
@@ -25,8 +24,10 @@ from sdxl_mcp.schemas.fields import (
     ImageReference,
     NegativePrompt,
     Prompt,
-    _short,
-    prompt_text,
+    finite,
+    json_boolean,
+    json_number,
+    prompt_field,
     without_default_nulls,
 )
 from sdxl_mcp.schemas.loras import MAX_LORAS, LoraRef, check_loras, skip_refiner_for_loras
@@ -83,31 +84,14 @@ class EditRequest(BaseModel):
         check_loras(info.data.get("prompt") or "", value)
         return value
 
-    @field_validator("use_refinement", mode="before")
-    @classmethod
-    def _json_boolean(cls, value: Any, info: Any) -> Any:
-        if value is not None and not isinstance(value, bool):
-            raise ValueError(f"{info.field_name} must be true or false (got {_short(value)})")
-        return value
+    _json_boolean = field_validator("use_refinement", mode="before")(json_boolean)
 
-    @field_validator("strength", "seed", "num_inference_steps", "guidance_scale", mode="before")
-    @classmethod
-    def _json_number(cls, value: Any, info: Any) -> Any:
-        if isinstance(value, bool | str | bytes):
-            raise ValueError(f"{info.field_name} must be a number (got {_short(value)})")
-        return value
+    _json_number = field_validator(
+        "strength", "seed", "num_inference_steps", "guidance_scale", mode="before")(json_number)
 
-    @field_validator("strength", "guidance_scale")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
+    _finite = field_validator("strength", "guidance_scale")(finite)
 
-    @field_validator("prompt", "negative_prompt")
-    @classmethod
-    def _prompt_text(cls, value: str | None, info: Any) -> str | None:
-        return prompt_text(value, info.field_name)
+    _prompt_text = field_validator("prompt", "negative_prompt")(prompt_field)
 
     @field_validator("image", "mask")
     @classmethod

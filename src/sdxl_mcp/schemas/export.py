@@ -3,7 +3,7 @@
 Under the same rules as the other request models:
 bounds live here, nothing is clamped, a JSON null for a defaulted field means
 the default (``schemas.without_default_nulls``), and a bad value is an error
-naming the field. DESIGN.md "Web-ready export" is the contract.
+naming the field. docs/LIBRARY.md "Web-ready export" is the contract.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from sdxl_mcp.schemas.fields import (
     _NO_NUL,
     REQUEST_CONFIG,
     ImageReference,
-    _short,
+    json_number,
     without_default_nulls,
 )
 
@@ -45,7 +45,7 @@ AltText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500
 
 
 class ExportRequest(BaseModel):
-    """Arguments of ``export_image`` (DESIGN.md "Web-ready export")."""
+    """Arguments of ``export_image`` (docs/LIBRARY.md "Web-ready export")."""
 
     model_config = REQUEST_CONFIG
 
@@ -80,12 +80,8 @@ class ExportRequest(BaseModel):
     def _nulls_are_defaults(cls, data: Any) -> Any:
         return without_default_nulls(cls, data) if isinstance(data, dict) else data
 
-    @field_validator("width", "height", "quality", "max_bytes", mode="before")
-    @classmethod
-    def _json_integer(cls, value: Any, info: Any) -> Any:
-        if isinstance(value, bool | str | bytes):
-            raise ValueError(f"{info.field_name} must be a number (got {_short(value)})")
-        return value
+    _json_integer = field_validator(
+        "width", "height", "quality", "max_bytes", mode="before")(json_number)
 
     @field_validator("image", "alt")
     @classmethod

@@ -10,6 +10,7 @@ the field and the bound.
 from __future__ import annotations
 
 import json
+import math
 import unicodedata
 from typing import Annotated, Any, Literal
 
@@ -19,6 +20,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
 )
 
 from sdxl_mcp.schemas.loras import check_loras
@@ -34,7 +36,7 @@ QUALITY_PRESETS: dict[str, dict[str, Any]] = {
     "medium": {"use_refinement": True, "num_inference_steps": 30, "guidance_scale": 7.5},
     "fast": {"use_refinement": False, "num_inference_steps": 20, "guidance_scale": 7.5},
     # None: the server's SDXL_MCP_DRAFT_STEPS / _GUIDANCE, filled in by the service
-    # (``loraflow.resolve_draft``); the keys are here so a preset change drops them.
+    # (``library.loras.resolve_draft``); the keys are here so a preset change drops them.
     "draft": {"use_refinement": False, "num_inference_steps": None, "guidance_scale": None},
 }
 #: The fewest steps outside quality "draft" (the seed's bound).
@@ -50,7 +52,7 @@ def check_steps(steps: int | None, quality: Any) -> int | None:
 
 SEED_MAX = 2**32 - 1
 
-#: SDXL's training sizes (DESIGN.md "Aspect ratios"); 1.91:1 is the social card.
+#: SDXL's training sizes (docs/LIBRARY.md); 1.91:1 is the social card.
 ASPECT_RATIOS: dict[str, tuple[int, int]] = {
     "1:1": (1024, 1024), "16:9": (1344, 768), "9:16": (768, 1344), "4:3": (1152, 896),
     "3:4": (896, 1152), "3:2": (1216, 832), "2:3": (832, 1216), "21:9": (1536, 640),
@@ -154,6 +156,40 @@ ImageReference = Annotated[
 ]
 
 
+# ----------------------------------------------------------- shared validators
+# Each request model applies them with ``field_validator(...)(json_number)``.
+def json_boolean(value: Any, info: ValidationInfo) -> Any:
+    """JSON Schema "boolean": true or false, not "true", "off" or 1 (null: the default)."""
+    if value is not None and not isinstance(value, bool):
+        raise ValueError(f"{info.field_name} must be true or false "
+                         f"(got {type(value).__name__} {_short(value)})")
+    return value
+
+
+def json_number(value: Any, info: ValidationInfo) -> Any:
+    """JSON Schema "number"/"integer": never a boolean or a string of digits."""
+    if isinstance(value, bool | str | bytes):
+        raise ValueError(f"{info.field_name} must be a number "
+                         f"(got {type(value).__name__} {_short(value)})")
+    return value
+
+
+def finite(value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+def multiple_of_8(value: int | None, info: ValidationInfo) -> int | None:
+    if value is not None and value % 8:
+        raise ValueError(f"{info.field_name} must be a multiple of 8 (got {value})")
+    return value
+
+
+def prompt_field(value: str | None, info: ValidationInfo) -> str | None:
+    return prompt_text(value, info.field_name or "prompt")
+
+
 def _allows_null(prop: dict[str, Any]) -> bool:
     return prop.get("type") == "null" or any(_allows_null(p) for p in prop.get("anyOf", ()))
 
@@ -167,6 +203,19 @@ _BOUND_WORDS = {
 }
 
 
+#: The sentence for each other kind of error pydantic reports.
+_MESSAGES = {
+    "string_too_long": "{loc} must be at most {max_length} characters",
+    "too_long": "{loc} must have at most {max_length} items",
+    "string_too_short": "{loc} must not be empty",
+    "json_invalid": "the body is not valid JSON ({error})",
+    "model_type": "{loc} must be a JSON object",
+    "missing": "{loc} is required",
+    "extra_forbidden": "{loc} is not a known field",
+    "literal_error": "{loc} must be one of {expected}{got}",
+}
+
+
 def describe_validation_error(exc: ValidationError) -> str:
     """One sentence per problem, each naming the field and the bound."""
     parts: list[str] = []
@@ -176,31 +225,17 @@ def describe_validation_error(exc: ValidationError) -> str:
         ctx = err.get("ctx") or {}
         got = err.get("input")
         got_text = "" if isinstance(got, dict) else f" (got {_short(got)})"
+        template = _MESSAGES.get(kind)
         if kind in _BOUND_WORDS:
             bound = next(iter(ctx.values()), "?")
             parts.append(f"{loc} must be {_BOUND_WORDS[kind]} {bound}{got_text}")
-        elif kind == "string_too_long":
-            parts.append(f"{loc} must be at most {ctx.get('max_length')} characters")
-        elif kind == "too_long":
-            parts.append(f"{loc} must have at most {ctx.get('max_length')} items")
-        elif kind == "string_too_short":
-            parts.append(f"{loc} must not be empty")
-        elif kind == "json_invalid":
-            parts.append(f"the body is not valid JSON ({ctx.get('error', 'parse error')})")
-        elif kind == "model_type":
-            parts.append(f"{loc} must be a JSON object")
-        elif kind == "missing":
-            parts.append(f"{loc} is required")
-        elif kind == "extra_forbidden":
-            parts.append(f"{loc} is not a known field")
-        elif kind == "literal_error":
-            parts.append(f"{loc} must be one of {ctx.get('expected')}{got_text}")
+        elif template is not None:
+            parts.append(template.format(loc=loc, got=got_text, max_length=ctx.get("max_length"),
+                                         expected=ctx.get("expected"),
+                                         error=ctx.get("error", "parse error")))
         else:
             msg = str(err.get("msg", "is invalid")).removeprefix("Value error, ")
-            if msg.startswith(loc):
-                parts.append(msg)
-            else:
-                parts.append(f"{loc}: {msg}{got_text}")
+            parts.append(msg if msg.startswith(loc) else f"{loc}: {msg}{got_text}")
     return "Invalid request: " + "; ".join(parts) + "."
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 from pydantic import (
@@ -26,16 +25,19 @@ from sdxl_mcp.schemas.fields import (
     Prompt,
     QualityPreset,
     RefinerMode,
-    _short,
     check_steps,
-    prompt_text,
+    finite,
+    json_boolean,
+    json_number,
+    multiple_of_8,
+    prompt_field,
     without_default_nulls,
 )
 from sdxl_mcp.schemas.loras import MAX_LORAS, LoraRef, check_loras, skip_refiner_for_loras
 
 
 class GenerationRequest(BaseModel):
-    """One image request (DESIGN.md "Request"); MCP defaults."""
+    """One image request (docs/TOOLS.md); MCP defaults."""
 
     model_config = REQUEST_CONFIG
 
@@ -100,32 +102,11 @@ class GenerationRequest(BaseModel):
             )
         return value
 
-    @field_validator(*_BOOL_FIELDS, mode="before")
-    @classmethod
-    def _json_boolean(cls, value: Any, info: Any) -> Any:
-        # JSON Schema "boolean": true or false, not "true", "off" or 1.
-        if value is not None and not isinstance(value, bool):
-            raise ValueError(
-                f"{info.field_name} must be true or false (got {type(value).__name__} "
-                f"{_short(value)})"
-            )
-        return value
+    _json_boolean = field_validator(*_BOOL_FIELDS, mode="before")(json_boolean)
 
-    @field_validator(*_NUMBER_FIELDS, mode="before")
-    @classmethod
-    def _json_number(cls, value: Any, info: Any) -> Any:
-        # JSON Schema "number"/"integer": never a boolean or a string of digits.
-        if isinstance(value, bool | str | bytes):
-            raise ValueError(
-                f"{info.field_name} must be a number (got {type(value).__name__} "
-                f"{_short(value)})"
-            )
-        return value
+    _json_number = field_validator(*_NUMBER_FIELDS, mode="before")(json_number)
 
-    @field_validator("prompt", "negative_prompt")
-    @classmethod
-    def _reject_nul(cls, value: str | None, info: Any) -> str | None:
-        return prompt_text(value, info.field_name)
+    _prompt_text = field_validator("prompt", "negative_prompt")(prompt_field)
 
     @field_validator("num_inference_steps")
     @classmethod
@@ -139,19 +120,9 @@ class GenerationRequest(BaseModel):
         check_loras(info.data.get("prompt") or "", value)
         return value
 
-    @field_validator("width", "height")
-    @classmethod
-    def _multiple_of_8(cls, value: int, info: Any) -> int:
-        if value % 8:
-            raise ValueError(f"{info.field_name} must be a multiple of 8 (got {value})")
-        return value
+    _multiple_of_8 = field_validator("width", "height")(multiple_of_8)
 
-    @field_validator("guidance_scale", "high_noise_frac", "refiner_strength")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
+    _finite = field_validator("guidance_scale", "high_noise_frac", "refiner_strength")(finite)
 
     @model_validator(mode="before")
     @classmethod
@@ -211,13 +182,13 @@ class Timings(BaseModel):
 
 
 class GenerationResult(BaseModel):
-    """The Result (DESIGN.md): the seed's fields plus what an agent needs."""
+    """The Result (docs/TOOLS.md): the seed's fields plus what an agent needs."""
 
     success: bool
     status: JobStatus
     message: str
     job_id: str | None = None
-    #: A running job: seconds of denoising left, estimated once a few steps ran (``eta``).
+    #: A running job: seconds of denoising left, estimated once a few steps ran (``service.eta``).
     eta_s: float | None = None
     image_url: str | None = None
     image: ImageInfo | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -12,7 +12,7 @@ from pydantic import (
     field_validator,
 )
 
-from sdxl_mcp.schemas.fields import _short
+from sdxl_mcp.schemas.fields import json_number
 
 
 # ------------------------------------------------------------------ the library
@@ -28,12 +28,7 @@ class FindImagesRequest(BaseModel):
     limit: int = Field(10, ge=1, le=50)
     offset: int = Field(0, ge=0, le=100_000)
 
-    @field_validator("limit", "offset", mode="before")
-    @classmethod
-    def _json_integer(cls, value: Any, info: Any) -> Any:
-        if isinstance(value, bool | str | bytes):
-            raise ValueError(f"{info.field_name} must be a number (got {_short(value)})")
-        return value
+    _json_integer = field_validator("limit", "offset", mode="before")(json_number)
 
 
 class LibraryImage(BaseModel):

@@ -1,6 +1,6 @@
 """LoRA references in a request: the ``loras`` field and A1111 ``<lora:name:weight>`` tags.
 
-Guarantees (DESIGN.md "LoRA adapters and draft mode"):
+Guarantees (docs/LORA.md):
 
 * a :class:`LoraRef` is a file name (no folder, no ``<>:`` or NUL) and a weight
   0.0-2.0 (default 1.0); a request holds at most :data:`MAX_LORAS`;
@@ -11,7 +11,7 @@ Guarantees (DESIGN.md "LoRA adapters and draft mode"):
   list (the field's entries, then the prompt's); a name given twice, a weight
   out of range or more than :data:`MAX_LORAS` in all is an error naming the field;
 * whether a name exists is checked against ``SDXL_MCP_LORA_DIRS`` by the
-  service (``loraflow``), not here: the model does not know the folders.
+  service (``service.loras``), not here: the model does not know the folders.
 
 Pure: stdlib and pydantic only (no torch), so every transport and the Ray
 front validate the same way.

@@ -5,7 +5,7 @@ into weighted text fragments; the engine (``engine.prompts``) hands those to
 compel, which tokenizes, chunks and weights them. Pure functions, stdlib only,
 so the schemas check prompts before anything reaches the engine.
 
-Guarantees of :func:`parse_prompt` (the table in tests/test_prompt_syntax.py):
+Guarantees of :func:`parse_prompt` (the table in tests/schemas/test_prompt_syntax.py):
 
 * A1111's emphasis: ``(text)`` multiplies the weight of ``text`` by 1.1,
   ``[text]`` divides it by 1.1, ``(text:1.3)`` multiplies it by 1.3; nesting

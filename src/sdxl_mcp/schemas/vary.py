@@ -5,13 +5,12 @@ and any overrides. The overrides are the Request's own fields, optional here
 (null or absent: the source's value); a field that is not one of them is an
 error naming it (``extra="forbid"``). Their bounds mirror the Request's, and
 the merged request is validated again as a ``GenerationRequest``
-(``varyflow``), so the aspect_ratio/width rule and every bound apply to it.
-DESIGN.md "Editing and variations" is the contract.
+(``service.vary``), so the aspect_ratio/width rule and every bound apply to it.
+docs/EDITING.md is the contract.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -28,8 +27,11 @@ from sdxl_mcp.schemas.fields import (
     RefinerMode,
     _invisible,
     _no_control_chars,
-    _short,
     check_steps,
+    finite,
+    json_boolean,
+    json_number,
+    multiple_of_8,
     without_default_nulls,
 )
 from sdxl_mcp.schemas.generation import GenerationResult
@@ -98,21 +100,11 @@ class VaryRequest(BaseModel):
                 "aspect_ratio cannot be combined with width or height: give one or the other")
         return self
 
-    @field_validator("use_refinement", "high_quality", mode="before")
-    @classmethod
-    def _json_boolean(cls, value: Any, info: Any) -> Any:
-        if value is not None and not isinstance(value, bool):
-            raise ValueError(f"{info.field_name} must be true or false (got {_short(value)})")
-        return value
+    _json_boolean = field_validator("use_refinement", "high_quality", mode="before")(json_boolean)
 
-    @field_validator("count", "seed", "num_inference_steps", "guidance_scale", "width",
-                     "height", "high_noise_frac", "refiner_steps", "refiner_strength",
-                     mode="before")
-    @classmethod
-    def _json_number(cls, value: Any, info: Any) -> Any:
-        if isinstance(value, bool | str | bytes):
-            raise ValueError(f"{info.field_name} must be a number (got {_short(value)})")
-        return value
+    _json_number = field_validator(
+        "count", "seed", "num_inference_steps", "guidance_scale", "width", "height",
+        "high_noise_frac", "refiner_steps", "refiner_strength", mode="before")(json_number)
 
     @field_validator("num_inference_steps")
     @classmethod
@@ -121,19 +113,9 @@ class VaryRequest(BaseModel):
         quality = info.data.get("quality")
         return value if quality is None else check_steps(value, quality)
 
-    @field_validator("guidance_scale", "high_noise_frac", "refiner_strength")
-    @classmethod
-    def _finite(cls, value: float | None) -> float | None:
-        if value is not None and not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
+    _finite = field_validator("guidance_scale", "high_noise_frac", "refiner_strength")(finite)
 
-    @field_validator("width", "height")
-    @classmethod
-    def _multiple_of_8(cls, value: int | None, info: Any) -> int | None:
-        if value is not None and value % 8:
-            raise ValueError(f"{info.field_name} must be a multiple of 8 (got {value})")
-        return value
+    _multiple_of_8 = field_validator("width", "height")(multiple_of_8)
 
     @field_validator("prompt", "negative_prompt")
     @classmethod

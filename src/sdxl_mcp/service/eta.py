@@ -1,6 +1,6 @@
 """Seconds left of a job's denoising, from its progress events: pure arithmetic.
 
-Guarantees (``tests/test_eta.py`` checks each):
+Guarantees (``tests/service/test_eta.py`` checks each):
 
 * a step is timed from the step before it in the same stage run; the first
   step of a stage (or of a variation) carries its set-up (prompt encoding, the

@@ -13,7 +13,7 @@ Guarantees the service (and its tests) rely on:
   outcome), so a restart can tell a lost job from an unknown one;
 * finished jobs are kept in memory for JOB_RETENTION_S (at most MAX_JOBS);
 * every progress event a listener gets carries the job's estimate of the
-  seconds left (``eta``), and a running job's Result its ``eta_s``.
+  seconds left (``service.eta``), and a running job's Result its ``eta_s``.
 
 Knows nothing of engines, storage, transports or workflows: a job carries its
 own work, a blocking ``work(job, progress)`` callable its workflow built, run in

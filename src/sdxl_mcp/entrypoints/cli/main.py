@@ -149,10 +149,7 @@ def _run_job(settings: Settings, args: argparse.Namespace,
 def _with_service(settings: Settings, args: argparse.Namespace,
                   start: Callable[[Any, Callable[[Any], None]], Awaitable[T]]) -> T | SdxlMcpError:
     """``start(service, on_progress)`` to its end, with a progress bar on stderr."""
-    import anyio
     from tqdm import tqdm
-
-    from sdxl_mcp.service.facade import ImageService
 
     bar = None if args.no_progress else tqdm(total=0, file=sys.stderr, unit="step",
                                              dynamic_ncols=True)
@@ -165,20 +162,30 @@ def _with_service(settings: Settings, args: argparse.Namespace,
         bar.set_description(event.message)
         bar.update(event.done - bar.n)
 
+    try:
+        return _in_service(settings, lambda service: start(service, on_progress))
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _in_service(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T | SdxlMcpError:
+    """``work(service)`` in a service opened for this command (no preload); its answer, or
+    the ``SdxlMcpError`` it raised."""
+    import anyio
+
+    from sdxl_mcp.service.facade import ImageService
+
     async def run() -> T | SdxlMcpError:
         async with ImageService(settings.model_copy(update={"preload": False})) as service:
             # Caught here: raised through the service's task group it would
             # arrive wrapped in an ExceptionGroup and escape main() as a traceback.
             try:
-                return await start(service, on_progress)
+                return await work(service)
             except SdxlMcpError as exc:
                 return exc
 
-    try:
-        return anyio.run(run)
-    finally:
-        if bar is not None:
-            bar.close()
+    return anyio.run(run)
 
 
 def _summary(result: GenerationResult, mode: str | None = None) -> str:
@@ -199,10 +206,7 @@ def _summary(result: GenerationResult, mode: str | None = None) -> str:
 
 
 def _stock(settings: Settings, args: argparse.Namespace) -> int:
-    import anyio
-
-    from sdxl_mcp.schemas import StockSearchRequest, StockSearchResult
-    from sdxl_mcp.service.facade import ImageService
+    from sdxl_mcp.schemas import StockSearchRequest
     from sdxl_mcp.service.stock import search_stock
     from sdxl_mcp.stock.pexels import KEY_MISSING_MESSAGE
 
@@ -217,16 +221,7 @@ def _stock(settings: Settings, args: argparse.Namespace) -> int:
     if settings.pexels_api_key is None:
         return _fail(KEY_MISSING_MESSAGE)
 
-    async def run() -> StockSearchResult | SdxlMcpError:
-        async with ImageService(settings.model_copy(update={"preload": False})) as service:
-            # Caught here: raised through the service's task group it would
-            # arrive wrapped in an ExceptionGroup and escape main() as a traceback.
-            try:
-                return await search_stock(service, request)
-            except SdxlMcpError as exc:
-                return exc
-
-    result = anyio.run(run)
+    result = _in_service(settings, lambda service: search_stock(service, request))
     if isinstance(result, SdxlMcpError):
         return _fail(result.message)
     if args.json:
@@ -258,16 +253,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 def _gpu(settings: Settings) -> int:
     """What the gpu_status tool returns, plus the load plan (nothing is loaded)."""
-    import anyio
-
-    from sdxl_mcp.service.facade import ImageService
     from sdxl_mcp.service.status import gpu_status
 
-    async def run() -> Any:
-        async with ImageService(settings.model_copy(update={"preload": False})) as service:
-            return await gpu_status(service, plan=True)
-
-    report = anyio.run(run)
+    report = _in_service(settings, lambda service: gpu_status(service, plan=True))
+    if isinstance(report, SdxlMcpError):
+        return _fail(report.message)
     sys.stdout.write(report.model_dump_json(indent=2) + "\n")
     return 0 if report.engine.error is None else 1
 

@@ -1,7 +1,7 @@
 """The HTTP app: MCP streamable HTTP at /mcp plus the source guide's REST API.
 
 The REST routes and their OpenAPI document come from one table
-(``rest``, ``openapi``). Guarantees: every route, not just
+(``entrypoints.http.rest``, ``entrypoints.http.openapi``). Guarantees: every route, not just
 /mcp, passes the SDK's Host/Origin (DNS-rebinding) check and, when HTTP_TOKEN
 is set, Starlette's authentication middleware with a bearer-token backend; the
 app refuses to build on a non-loopback host without a token.

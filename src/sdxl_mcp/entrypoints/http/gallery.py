@@ -1,4 +1,4 @@
-"""The web gallery: server-rendered HTML pages over the library (DESIGN "Web gallery").
+"""The web gallery: server-rendered HTML pages over the library (docs/LIBRARY.md "Web gallery").
 
 Routes (mounted by ``sdxl_mcp.entrypoints.http.app``):
 
@@ -73,7 +73,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-#: The export presets of DESIGN "Web-ready export" (name, width, height).
+#: The export presets of docs/LIBRARY.md "Web-ready export" (name, width, height).
 PRESETS = (("og", 1200, 630), ("hero", 1600, 900), ("square", 1080, 1080),
            ("thumbnail", 400, 400))
 _IMAGE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,80}")

@@ -258,7 +258,10 @@ async def openapi(api: RestApi, _: None, __: None) -> Response:
 
 # ------------------------------------------------------------------ the table
 def rest_routes(settings: Settings) -> list[RestRoute]:
-    """Every REST route (README "HTTP and the REST API"), as served and as documented."""
+    """Every REST route (docs/REST.md), as served and as documented."""
+    too_large = Reply("413", f"The body is larger than {MAX_JSON_BODY // 1024} KiB.")
+    no_image = Reply.error(NotFound, "No such image on this server.")
+    busy = Reply.error(Busy, "Busy (queue full); retry after Retry-After.", retry_after=True)
     result = (
         Reply("200", "The finished Result.", GenerationResult, follows_job=True),
         Reply("202", "Still running after the wait: a Result with status 'running' and the "
@@ -280,7 +283,7 @@ def rest_routes(settings: Settings) -> list[RestRoute]:
             "for the result.",
             replies=(
                 *result,
-                Reply("413", f"The body is larger than {MAX_JSON_BODY // 1024} KiB."),
+                too_large,
                 Reply.error(BadRequest, "Invalid request; the message names the field and the "
                             "bound."),
                 Reply.error(Busy, "Busy (queue full) or Pexels rate-limited; retry after "
@@ -324,12 +327,11 @@ def rest_routes(settings: Settings) -> list[RestRoute]:
             f"(a multiple of 8). Waits up to {settings.max_wait_s:g} s (MAX_WAIT_S).",
             replies=(
                 *result,
-                Reply("413", f"The body is larger than {MAX_JSON_BODY // 1024} KiB."),
+                too_large,
                 Reply.error(BadRequest, "Invalid request, an image or mask the server refuses, "
                             "or a mask that does not fit; the message names the field."),
-                Reply.error(NotFound, "No such image on this server."),
-                Reply.error(Busy, "Busy (queue full); retry after Retry-After.",
-                            retry_after=True),
+                no_image,
+                busy,
             ),
         ),
         RestRoute(
@@ -346,13 +348,12 @@ def rest_routes(settings: Settings) -> list[RestRoute]:
                       VariationsResult, follows_job=True),
                 Reply("default", "A failed or cancelled job (with the variations already "
                       "saved).", VariationsResult),
-                Reply("413", f"The body is larger than {MAX_JSON_BODY // 1024} KiB."),
+                too_large,
                 Reply.error(BadRequest, "Invalid request, a field that is not a Request field, "
                             "or an image with no catalogued request (a stock photo: use "
                             "edit-image); the message names the field."),
-                Reply.error(NotFound, "No such image on this server."),
-                Reply.error(Busy, "Busy (queue full); retry after Retry-After.",
-                            retry_after=True),
+                no_image,
+                busy,
             ),
         ),
         RestRoute(
@@ -365,10 +366,10 @@ def rest_routes(settings: Settings) -> list[RestRoute]:
             replies=(
                 Reply("200", "The exported file, its alt text, HTML and Markdown.",
                       ExportResult),
-                Reply("413", f"The body is larger than {MAX_JSON_BODY // 1024} KiB."),
+                too_large,
                 Reply.error(BadRequest, "Invalid request, an image argument the server "
                             "refuses, or max_bytes unreachable; the message names the field."),
-                Reply.error(NotFound, "No such image on this server."),
+                no_image,
                 Reply.error(StorageError, "The export could not be written."),
             ),
         ),

@@ -4,7 +4,7 @@ One ``ui://sdxl-mcp/viewer.html`` resource (``text/html;profile=mcp-app``, the
 self-contained file ``viewer.html`` beside it) served through ``mcp.server.apps.Apps``,
 and ``_meta.ui.resourceUri`` stamped on the tools in :data:`APP_TOOLS`.
 
-Guarantees (tests/test_app.py, tests/test_app_browser.py): every bound tool
+Guarantees (tests/entrypoints/test_app.py, tests/entrypoints/test_app_browser.py): every bound tool
 names a resource the server serves; the resource's CSP lists no domain (the
 viewer reaches the server only through the host bridge); tool results are not
 touched, so hosts without Apps get the same text, preview, link and
@@ -24,7 +24,7 @@ from mcp.server.mcpserver.tools import Tool
 
 VIEWER_URI = "ui://sdxl-mcp/viewer.html"
 
-#: The tools whose results the viewer renders (DESIGN.md "MCP App").
+#: The tools whose results the viewer renders (docs/APP.md).
 APP_TOOLS = frozenset(
     {"generate_image", "edit_image", "vary_image", "get_generation", "find_images"})
 

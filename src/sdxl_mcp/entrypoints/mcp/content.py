@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import anyio
 from mcp.types import CallToolResult, ImageContent, ResourceLink, TextContent
+from pydantic import BaseModel
 
 from sdxl_mcp.backend.base import ProgressEvent
 from sdxl_mcp.entrypoints.mcp.toolspec import ToolContext, failure
@@ -29,7 +30,7 @@ from sdxl_mcp.service.facade import ImageService
 log = logging.getLogger("sdxl_mcp.entrypoints.mcp.tools")
 
 __all__ = ["IMAGE_URI_PREFIX", "image_link", "log_to_client", "preview_content",
-           "result_content", "with_progress"]
+           "result_content", "summary_answer", "with_progress"]
 
 IMAGE_URI_PREFIX = "image://"
 
@@ -143,3 +144,9 @@ async def log_to_client(
             await ctx.log(level, message, logger_name="sdxl_mcp")
     except Exception:  # a client that does not take log messages
         log.debug("could not send a log message to the client", exc_info=True)
+
+
+def summary_answer(text: str, answer: BaseModel) -> CallToolResult:
+    """A tool's answer: ``text`` for the agent to read, ``answer`` as structured content."""
+    return CallToolResult(content=[TextContent(type="text", text=text)],
+                          structured_content=answer.model_dump(mode="json"))

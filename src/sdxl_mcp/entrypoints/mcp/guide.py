@@ -1,6 +1,6 @@
 """The agent-facing texts: the server's instructions and the SDXL prompt guide.
 
-Guarantees (``tests/test_prompt_guide.py``): the instructions walk an agent
+Guarantees (``tests/entrypoints/test_prompt_guide.py``): the instructions walk an agent
 through the workflow in order (library, stock, generate with a draft first,
 vary/edit, export) with the attribution rule for stock photos, in at most
 :data:`INSTRUCTIONS_LIMIT` characters; the guide, served as the MCP prompt

@@ -30,7 +30,7 @@ import json
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-#: DESIGN.md "MCP tools": the whole tools/list answer stays under this many characters.
+#: docs/TOOLS.md: the whole tools/list answer stays under this many characters.
 TOOLS_LIST_BUDGET = 20_000
 
 _DEFS = "$defs"

@@ -7,8 +7,8 @@ this module leaves torch unloaded (the engine imports it lazily).
 The server's instructions and its one MCP prompt, ``sdxl_prompt_guide``, are
 the texts of ``guide``.
 
-Resources (DESIGN.md "Resources"): ``image://{image_id}`` (the original file;
-an older ``image://<file name>`` link works too), ``image://{image_id}/view
+Resources (docs/TOOLS.md "Images as resources, and errors"): ``image://{image_id}``
+(the original file; an older ``image://<file name>`` link works too), ``image://{image_id}/view
 {?format,width,height,fit,quality}`` (a transform, cached) and
 ``image://{image_id}/metadata`` (the sidecar JSON). Binary contents carry the
 MIME type their bytes say. An unknown id, traversal or a foreign file is a
@@ -103,7 +103,7 @@ def build_server(settings: Settings, service: ImageService | None = None) -> MCP
 
 
 def sdxl_prompt_guide() -> str:
-    """The prompt guide (``prompt_guide.PROMPT_GUIDE``) as one user message."""
+    """The prompt guide (``guide.PROMPT_GUIDE``) as one user message."""
     return PROMPT_GUIDE
 
 

@@ -1,7 +1,7 @@
 """The MCP tool machinery: a tool's spec, its annotations, its error results.
 
 Guarantees: a tool's input schema is its arguments model's JSON Schema made
-compact (``toolschema``), so the arguments are flat (the model's fields at top
+compact (``entrypoints.mcp.schema``), so the arguments are flat (the model's fields at top
 level) and carry the model's bounds; its output schema is the output model's,
 names and types only, and a shape listed in full by one tool is listed briefly
 by the others (``brief``). Arguments are validated once, by that model, and a

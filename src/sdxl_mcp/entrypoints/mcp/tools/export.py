@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from mcp.types import CallToolResult, TextContent
+from mcp.types import CallToolResult
 
+from sdxl_mcp.entrypoints.mcp.content import summary_answer
 from sdxl_mcp.entrypoints.mcp.toolspec import ToolSpec, tool_annotations
 from sdxl_mcp.schemas import ExportRequest, ExportResult
 from sdxl_mcp.service.facade import ImageService
@@ -26,10 +27,7 @@ async def export_image(ctx: Any, svc: ImageService, request: ExportRequest) -> C
         + (f", quality {result.quality}" if result.quality is not None else "") + ")."
         + (f" Credit: {result.attribution}" if result.attribution else "")
     )
-    return CallToolResult(
-        content=[TextContent(type="text", text=summary)],
-        structured_content=result.model_dump(mode="json"),
-    )
+    return summary_answer(summary, result)
 
 
 def specs(settings: Settings) -> list[ToolSpec]:

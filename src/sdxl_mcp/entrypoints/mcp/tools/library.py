@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from mcp.types import CallToolResult, TextContent
+from mcp.types import CallToolResult
 
+from sdxl_mcp.entrypoints.mcp.content import summary_answer
 from sdxl_mcp.entrypoints.mcp.toolspec import ToolContext, ToolSpec, tool_annotations
 from sdxl_mcp.schemas import FindImagesRequest, FindImagesResult
 from sdxl_mcp.service.facade import ImageService
@@ -18,8 +19,7 @@ async def find_images(
              + (f"; showing {len(found.images)} from {request.offset}" if found.images else ".")]
     lines += [f"{i.image_id} ({i.source}, {i.width}x{i.height}): {(i.alt or i.prompt)[:80]}"
               for i in found.images]
-    return CallToolResult(content=[TextContent(type="text", text="\n".join(lines))],
-                          structured_content=found.model_dump(mode="json"))
+    return summary_answer("\n".join(lines), found)
 
 
 def specs(settings: Settings) -> list[ToolSpec]:

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from mcp.types import CallToolResult, TextContent
+from mcp.types import CallToolResult
 
+from sdxl_mcp.entrypoints.mcp.content import summary_answer
 from sdxl_mcp.entrypoints.mcp.toolspec import NoArguments, ToolSpec, tool_annotations
 from sdxl_mcp.schemas.loras import LoraList
 from sdxl_mcp.service.facade import ImageService
@@ -27,8 +28,7 @@ async def list_loras(ctx: Any, svc: ImageService, _: Any) -> CallToolResult:
     text = (f"{len(found.loras)} LoRA(s): {names}" if found.loras
             else f"No LoRA files in {', '.join(found.dirs) or '(no folder)'} "
             "(SDXL_MCP_LORA_DIRS).")
-    return CallToolResult(content=[TextContent(type="text", text=text)],
-                          structured_content=found.model_dump(mode="json"))
+    return summary_answer(text, found)
 
 
 def specs(settings: Settings) -> list[ToolSpec]:

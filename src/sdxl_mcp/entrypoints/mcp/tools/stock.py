@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from mcp.types import CallToolResult, TextContent
+from mcp.types import CallToolResult
 
+from sdxl_mcp.entrypoints.mcp.content import summary_answer
 from sdxl_mcp.entrypoints.mcp.toolspec import ToolContext, ToolSpec, tool_annotations
 from sdxl_mcp.schemas import StockSearchRequest, StockSearchResult
 from sdxl_mcp.service.facade import ImageService
@@ -18,10 +19,7 @@ async def search_stock_image(
     summary = f"{len(result.photos)} Pexels photo(s) for {request.query!r}."
     if result.downloaded is not None:
         summary += f" Saved {result.downloaded.path}. {result.downloaded.attribution}"
-    return CallToolResult(
-        content=[TextContent(type="text", text=summary)],
-        structured_content=result.model_dump(mode="json"),
-    )
+    return summary_answer(summary, result)
 
 
 def specs(settings: Settings) -> list[ToolSpec]:
