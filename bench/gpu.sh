@@ -6,7 +6,7 @@
 # Creates a venv (.venv-gpu), installs the CUDA build of torch and sdxl-mcp, runs
 # `sdxl-mcp bench --full-size` (real SDXL configs, random weights: no download, the
 # real FLOPs) for fp32, fp16 and bf16, and writes the JSON and a log into OUT_DIR.
-# The same pass times the drafts-and-LoRA table (engine/bench_draft.py: 4-step Euler
+# The same pass times the drafts-and-LoRA table (src/sdxl_mcp/bench/draft.py: 4-step Euler
 # trailing at guidance 1.0, and 50-step CFG, without and with a random LoRA of
 # SDXL-Lightning's shape, rank 64 on 788 layers; active, disabled, fused).
 # Budget: under 9 minutes on an H100 (install ~2-3 min, the three dtypes ~2 min, the

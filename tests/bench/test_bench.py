@@ -149,7 +149,7 @@ def test_full_size_report_has_the_speed_settings_and_vae_tables(
     variations = next(rows for title, rows in tables.items() if title.startswith("variations"))
     assert [r["mode"] for r in variations] == ["one by one", "batched"]
     assert any(title.startswith("edit: img2img") for title in tables)
-    assert any(title.startswith("drafts and LoRA") for title in tables)  # bench_draft
+    assert any(title.startswith("drafts and LoRA") for title in tables)  # bench.draft
 
 
 def test_the_bench_package_and_its_parser_load_neither_torch_nor_the_mcp_sdk() -> None:
@@ -163,7 +163,7 @@ def test_the_bench_package_and_its_parser_load_neither_torch_nor_the_mcp_sdk() -
     assert proc.stdout.split() == ["False", "False"]
 
 
-# ------------------------------------------------- drafts and LoRA (engine.bench_draft)
+# ------------------------------------------------- drafts and LoRA (bench.draft)
 def test_draft_and_lora_rows_run_on_the_tiny_configs(tiny_models: tuple) -> None:
     from sdxl_mcp.bench.draft import draft_run
 

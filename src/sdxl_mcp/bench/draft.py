@@ -1,25 +1,11 @@
 """``--full-size`` draft and LoRA rows: what a 4-step draft and an active LoRA cost.
 
-One table (:func:`draft_tables`), on the base pipeline of ``--models`` (real
-SDXL configs, random weights) in ``--settings-dtype`` at ``--size``:
-
-* draft rows: 4 steps, Euler with trailing timestep spacing (the SDXL-Lightning
-  and Hyper-SD schedule), guidance 1.0 (diffusers then skips the CFG batch),
-  no refiner; without a LoRA, with a LoRA of SDXL-Lightning's shape active
-  (PEFT layers, unfused: what the engine runs) and the same LoRA fused into
-  the weights;
-* regular rows: ``--steps`` base steps with CFG (guidance 5.0), without
-  a LoRA, with the LoRA active, and with it loaded but disabled (a request
-  without LoRAs after one with them).
-
-The LoRA is SDXL-Lightning's 4-step LoRA in shape, random in value: rank 64,
-alpha 8, on the 788 UNet layers of :data:`LIGHTNING_TARGETS` (attention
-q/k/v/out, proj_in/out, feed-forward, resnet convs and time projections, the
-down/up-sampler convs), 197 M parameters (394 MB in fp16, the size of
-``sdxl_lightning_4step_lora.safetensors``); attached with diffusers'
-``add_adapter``, so the layers are the ones ``load_lora_weights`` makes.
-Timings are CUDA-event stream time on a GPU (``Timer``), each after a one-step
-warm-up call. Importing this module imports torch, diffusers and peft.
+One table (:func:`draft_tables`), on the base pipeline of ``--models`` (real SDXL configs,
+random weights) in ``--settings-dtype`` at ``--size``: 4-step draft rows and regular rows,
+without a LoRA and with one of SDXL-Lightning's shape, random in value (active, fused, or
+loaded but disabled). Timings are CUDA-event stream time on a GPU, each after a one-step
+warm-up call (details: docs/ARCHITECTURE.md "Guarantees").
+Importing this module imports torch, diffusers and peft.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``--full-size`` tables for edits and variations: what ``edit_image`` and ``vary_image`` cost.
 
 Two tables, each self-contained (it builds its own random-weight pipelines with
-``bench_pipelines.build_pipelines``):
+``bench.pipelines.build_pipelines``):
 
 * :func:`edit_run`: one image-to-image edit (the engine's ``from_pipe`` img2img
   pipeline over the resident base) at ``size``², strength 0.6, 30 steps

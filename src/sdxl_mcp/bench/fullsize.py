@@ -7,7 +7,7 @@ dtype. The refiner schedule and the dtypes are the engine's too
 (``engine.devices``, ``engine.schedules``), so the bench times what production runs.
 Without CUDA it refuses (exit 2) unless ``--force``: full-size SDXL on a CPU
 takes minutes per step. Importing this module imports torch. The edit and the
-variations (one by one vs batched) tables come from ``engine.bench_edits``.
+variations (one by one vs batched) tables come from ``bench.edits``.
 """
 
 from __future__ import annotations

@@ -1,25 +1,10 @@
 """Variations on the local engine: several seeds of one request, batched on a GPU.
 
-Guarantees (docs/EDITING.md; tests/engine/test_vary_batch.py):
-
-* :meth:`BatchMixin.generate_batch` batches when :func:`batches` says so
-  (``SDXL_MCP_BATCH_VARIATIONS``: ``auto`` = on CUDA with two or more images,
-  ``on``, ``off``; a ``batched=`` argument overrides it): ONE pipeline call per
-  stage with ``num_images_per_prompt`` = the number of seeds and one CPU
-  ``torch.Generator`` per seed, so each image is the generation with its own
-  seed, up to GPU numerics (batched kernels may sum in another order);
-* otherwise the seeds run one by one through ``generate``
-  (``batching.one_by_one``): each image equals a separate generation bit for
-  bit. That is the CPU default: exact equality is what the tests check, and at
-  real sizes one image already keeps every core busy, so a batch gains little
-  (docs/PERFORMANCE.md "Variations on a CPU");
-* progress runs across every image either way (``done``/``total`` in
-  image-steps); cancel stops the pipeline within a step (a batch keeps nothing:
-  its images finish together); a batch that runs out of memory even with VAE
-  tiling runs again one by one (logged, and noted in each output), with its
-  progress never going back;
-* a batched output's ``base``/``refiner``/``decode`` timings are its share (1/N)
-  of the batch's, so the outputs' timings add up to the job's.
+Guarantees (docs/EDITING.md; tests/engine/test_vary_batch.py): batched, ONE pipeline call per
+stage with one generator per seed (each image is its seed's generation up to GPU numerics);
+otherwise one by one, bit for bit (the CPU default); progress runs across every image; a
+batch out of memory runs again one by one; the outputs' timings add up to the job's
+(details: docs/ARCHITECTURE.md "Guarantees").
 """
 
 from __future__ import annotations

@@ -1,22 +1,10 @@
 """Draft mode's scheduler and distilled LoRA (``quality: "draft"``).
 
-Guarantees (docs/LORA.md):
-
-* :func:`draft_scheduler` builds the scheduler ``SDXL_MCP_DRAFT_SCHEDULER``
-  names from the base's scheduler config: ``euler-trailing`` (Euler with
-  trailing timestep spacing, what SDXL-Lightning and Hyper-SD ask for),
-  ``lcm`` or ``tcd``;
-* :func:`swapped_scheduler` sets it on the pipeline for one request and puts
-  the resident scheduler back afterwards, whatever happens; it runs under the
-  engine's lock, so no other request sees the draft scheduler (the edit
-  pipelines keep their own reference to the resident one);
-* :func:`load_draft_lora` loads ``SDXL_MCP_DRAFT_LORA`` (file, folder or hub
-  id) as the adapter :data:`DRAFT_ADAPTER`; a failure is a
-  ``ModelUnavailable`` naming the setting.
-
-The guidance the draft request carries (SDXL_MCP_DRAFT_GUIDANCE, 1.0 by
-default) makes diffusers skip the classifier-free-guidance batch (it does so
-for ``guidance_scale <= 1``), halving each step.
+Guarantees (docs/LORA.md): :func:`draft_scheduler` builds the scheduler
+``SDXL_MCP_DRAFT_SCHEDULER`` names; :func:`swapped_scheduler` sets it for one request under
+the engine's lock and puts the resident one back, whatever happens; :func:`load_draft_lora`
+loads ``SDXL_MCP_DRAFT_LORA`` as :data:`DRAFT_ADAPTER` or raises ``ModelUnavailable``
+(details: docs/ARCHITECTURE.md "Guarantees").
 """
 
 from __future__ import annotations

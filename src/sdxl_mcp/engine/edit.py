@@ -1,30 +1,10 @@
 """Edits on the resident engine: image-to-image (no mask) and inpainting (a mask).
 
-Guarantees:
-
-* the edit pipelines are built once, lazily, from the resident base with
-  diffusers' ``from_pipe``: every component (UNet, VAE, text encoders,
-  tokenizers, scheduler) is the base's own object, so no weight is loaded or
-  copied a second time;
-* the output has the source's size rounded to the nearest multiple of 8 (at
-  least 8); the engine's note says when it was rounded;
-* the base stage runs ``int(steps x strength)`` denoising steps (diffusers'
-  img2img rule; at least one: the schedule is lengthened when that would be 0)
-  under the same out-of-memory retry as generation (VAE tiling, once);
-* refinement (``use_refinement`` and a configured refiner) is a short
-  img2img pass of the resident refiner over the edit's latents, like the
-  ``sequential`` refiner mode: strength :data:`EDIT_REFINER_STRENGTH`, running a
-  quarter of the base stage's steps (at least one). diffusers' ensemble
-  hand-off (``denoising_end``/``denoising_start``) would need an inpainting
-  refiner for masks; this pass needs none. A refiner failure keeps the base
-  latents (``refined=false``, ``refiner_error``), as in generation;
-* with a mask, pixels where the mask is black (0) are the source's exactly:
-  the decoded image is composited over the (resized) source through the mask,
-  as AUTOMATIC1111's inpainting overlay does; grey mask pixels blend;
-* progress, cancel (raised from the step callback), the NaN/black decode check
-  with its fp32 retry, and determinism (a CPU generator seeded with the seed)
-  are generation's; so are whole prompts (``engine.prompts``: long prompts,
-  emphasis, ``BREAK``) for both the edit and the refiner pass.
+The edit pipelines share the resident base's components (``from_pipe``: no weight loaded
+twice); the output has the source's size rounded to a multiple of 8; with a mask, pixels
+where it is black are the source's exactly; refinement is a short img2img pass of the
+resident refiner; progress, cancel, retries, determinism and whole prompts are generation's
+(details: docs/ARCHITECTURE.md "Guarantees").
 
 Called by ``SDXLEngine.edit`` under the engine's lock.
 """

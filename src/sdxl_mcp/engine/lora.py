@@ -1,28 +1,11 @@
 """LoRA adapters on the resident base: loaded once, switched per request.
 
-Guarantees (docs/LORA.md):
-
-* :meth:`LoraAdapters.run` wraps one generation or edit (under the engine's
-  lock): it loads each LoRA the request asks for (``loras`` and ``<lora:...>``
-  tags) on first use with diffusers' PEFT backend (``load_lora_weights(...,
-  adapter_name=...)``; diffusers converts kohya files), activates them with
-  their weights (``set_adapters``), runs the work on a copy of the request
-  whose prompt has the tags removed (what is encoded), and disables every
-  adapter afterwards, whatever happened. A request without LoRAs therefore
-  runs the base layers alone: the same pixels as before any LoRA was loaded;
-* at most ``capacity`` user LoRAs stay loaded; past it the least recently
-  used one is deleted (never one the request uses); a file that changed on
-  disk is loaded again;
-* a file that is not an SDXL LoRA (no LoRA keys, another architecture, no
-  layer it fits) is a ``BadRequest`` naming the file; what it loaded is
-  removed, so the engine and the other LoRAs keep working;
-* ``quality: "draft"`` adds the draft LoRA (``engine.draft``), swaps in the
-  draft scheduler for this request only and never runs the refiner;
-* the notes say which LoRAs ran, that the refiner was skipped for them
-  (unless the request asked for it), and what the draft ran.
-
-The edit pipelines share the base's UNet and text encoders (``from_pipe``),
-so adapters set on the base apply to edits too.
+Guarantees (docs/LORA.md): :meth:`LoraAdapters.run` activates the request's LoRAs for one
+generation or edit and disables every adapter afterwards, whatever happened, so a request
+without LoRAs gives the base's pixels; at most ``capacity`` stay loaded (the least recently
+used is deleted); a file that is not an SDXL LoRA is a ``BadRequest`` and leaves nothing
+loaded; ``quality: "draft"`` adds the draft LoRA and scheduler
+(details: docs/ARCHITECTURE.md "Guarantees").
 """
 
 from __future__ import annotations

@@ -1,34 +1,11 @@
 """Whole prompts for SDXL's text encoders: long, weighted, ``BREAK``-separated, via compel.
 
-The prompt's A1111 syntax is read by :mod:`sdxl_mcp.schemas.prompt_syntax`; compel
-tokenizes, chunks, weights and encodes the fragments. Guarantees (checked in
-tests/engine/test_prompts.py on the tiny models):
-
-* nothing of a prompt is dropped: each ``BREAK`` segment is encoded in chunks
-  of the tokenizer's ``model_max_length`` (75 tokens between BOS and EOS for
-  CLIP), split at the last comma or full stop that fits (compel's PHRASES
-  mode), for both text encoders, and the chunks are concatenated;
-* the pooled embedding is ``text_encoder_2``'s for the first segment's text
-  without weights, read from its first 75 tokens (the truncation diffusers
-  applies to every pooled embedding);
-* emphasis uses compel's weighting (a weight above 1 scales a token's
-  embedding away from the empty prompt's; below 1 blends towards the prompt
-  without that fragment), not A1111's multiply-and-renormalise;
-* the negative side is diffusers' own rule: no negative prompt on a pipeline
-  whose config sets ``force_zeros_for_empty_prompt`` gives zero embeddings,
-  otherwise the negative text (or ``""``) is encoded like the prompt; both
-  sides are padded to the same length with compel's empty-prompt chunks; with
-  ``guidance_scale <= 1`` (no classifier-free guidance) no negative is made;
-* a short prompt without emphasis gives bit-for-bit the tensors of diffusers'
-  ``encode_prompt`` (so its pixels are the same as before compel);
-* the tensors are on the text encoders' device in their dtype (the engine's);
-* the token counts are ``tokenizer``'s (the first text encoder's) tokens of
-  the text encoded, without BOS/EOS, summed over the segments; ``BREAK`` and
-  ``<lora:...>`` tags are not counted.
-
-The Compel objects are made per call (they are thin; making one costs well
-under a millisecond): compel caches the empty prompt's embedding, which a
-LoRA loaded into a text encoder between two requests would make stale.
+The A1111 syntax is read by :mod:`sdxl_mcp.schemas.prompt_syntax`; compel tokenizes, chunks,
+weights and encodes. Nothing of a prompt is dropped (75-token chunks per ``BREAK`` segment,
+both text encoders); a short prompt without emphasis gives diffusers' ``encode_prompt``
+tensors bit for bit; the Compel objects are made per call (a LoRA would make their cache
+stale). Checked in tests/engine/test_prompts.py on the tiny models
+(details: docs/ARCHITECTURE.md "Guarantees").
 """
 
 from __future__ import annotations

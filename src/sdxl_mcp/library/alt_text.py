@@ -1,20 +1,9 @@
 """Alt text from an SDXL prompt: what the image shows, without the style tags.
 
-Guarantees of :func:`alt_from_prompt` (a pure function):
-
-* A1111 syntax is reduced to its words: ``(word:1.2)``, ``((word))``,
-  ``[word]`` and ``{word}`` become ``word``; ``<lora:name:0.8>`` and
-  ``BREAK`` are removed;
-* style and quality tags ("highly detailed", "4k", "8k", "cinematic",
-  "masterpiece", "trending on artstation", "best quality", "ultra realistic",
-  "octane render", "hdr", ...: :data:`STYLE_TAGS`) are removed wherever they
-  stand, as whole words, case-insensitively; comma-separated parts left empty
-  are dropped, and so are words left dangling by a removed tag ("in 4k");
-* no control characters, whitespace collapsed to single spaces, no leading or
-  trailing punctuation, the first letter capitalised;
-* at most :data:`MAX_ALT` (125) characters, cut at a word boundary (a single
-  word longer than that is cut hard);
-* a prompt made only of tags gives ``""`` (the caller picks a fallback).
+:func:`alt_from_prompt` is a pure function: A1111 syntax is reduced to its words, style and
+quality tags (:data:`STYLE_TAGS`) are removed, the text is cleaned and capitalised and cut
+at a word boundary to at most :data:`MAX_ALT` characters; a prompt made only of tags gives
+``""`` (details: docs/ARCHITECTURE.md "Guarantees").
 """
 
 from __future__ import annotations

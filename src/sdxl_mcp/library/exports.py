@@ -1,31 +1,10 @@
 """Web-ready exports: presets, the file naming rule, the ``max_bytes`` search, writing.
 
-Guarantees (docs/LIBRARY.md "Web-ready export"):
-
-* sizes: a preset (og 1200x630, hero 1600x900, square 1080x1080, thumbnail
-  400x400, original), or ``width``/``height`` instead of it (one alone keeps
-  the aspect); ``fit`` cover crops to exactly the size, contain fits inside;
-  the source's EXIF orientation is applied first and its ICC profile kept;
-* the file is ``OUTPUT_DIR/exports/<key>.<label>[.contain][.q<N>][.max<N>].<ext>``
-  (:func:`export_name`): ``key`` is the image_id (``file-<stem>-<sha12>`` for an
-  INPUT_DIRS file), ``label`` the preset, ``WxH``, ``Ww`` or ``Hh``; a part
-  appears only when it differs from the default (contain with two sides, a
-  quality other than 85 for webp/jpeg, a max_bytes for webp/jpeg). The name
-  holds every parameter that changes the bytes and nothing else (``alt`` lives
-  only in the returned snippets), so the same export asked twice is the same
-  file and two different requests never share (or overwrite) a name;
-* a ``<file name>.json`` sidecar records the quality used, size and bytes; an
-  export whose file and matching sidecar exist is returned at once (``cached``);
-* writing is atomic: a ``.tmp-*`` file in ``exports/``, fsynced, then renamed
-  over its name (replacing only the same export); on any failure nothing is
-  left behind and a :class:`StorageError` is raised;
-* ``max_bytes``: webp/jpeg quality is binary-searched downwards from
-  ``quality`` for the best one whose file fits; if quality 1 does not fit, a
-  :class:`BadRequest` names max_bytes and the smallest size reached; png has
-  no quality: it fits or is refused the same way. Nothing is written then;
-* the generation parameters (A1111 infotext, from the source PNG) stay in the
-  file: PNG ``parameters`` text chunk; JPEG and WebP EXIF UserComment
-  (0x9286 in the Exif IFD, ``UNICODE\\0`` + UTF-16BE, as A1111 writes it).
+Guarantees (docs/LIBRARY.md "Web-ready export"): the file name holds every parameter that
+changes the bytes and nothing else, so the same export asked twice is the same (cached) file;
+writing is atomic and leaves nothing behind on failure (``StorageError``); a ``max_bytes``
+that cannot be met is a ``BadRequest`` and writes nothing; the generation parameters stay in
+the file (details: docs/ARCHITECTURE.md "Guarantees").
 
 Blocking (Pillow, disk); the service runs it in a worker thread.
 """

@@ -1,24 +1,11 @@
 """The atomic file store: how a file appears in the output directory.
 
-Guarantees this module gives the rest of the server:
-
-* a published file is always complete: bytes go to a ``.tmp-*`` file in the
-  output directory, are fsynced, and only then appear under their final name;
-* files never overwrite each other: the final name is claimed with ``os.link``,
-  which fails if the name exists, and a ``-1``, ``-2`` ... suffix is tried next
-  (where the filesystem has no hard links: check-then-rename under a lock);
-* on any failure nothing partial is left behind and a :class:`StorageError`
-  with an actionable sentence is raised;
-* every PNG carries its generation parameters in a ``parameters`` text chunk
-  (:mod:`sdxl_mcp.library.infotext`); the bytes come from
-  :func:`sdxl_mcp.library.png.encode_png` (libpng + zlib-ng, or Pillow);
-* sidecar ``.json`` files are replaced atomically; leftover temp files from a
-  crash are removed at start-up (:meth:`FileStore.cleanup_temp_files`);
-* only plain, safe file names directly in the output directory are resolved.
-
-Every system call that writes goes through this module's ``os`` (the fault
-tests replace it here and nothing else). No torch: stdlib, pillow (and
-imagecodecs where installed, for the PNG bytes).
+A published file is always complete (``.tmp-*``, fsync, then its final name); files never
+overwrite each other; on any failure nothing partial is left behind and a
+:class:`StorageError` is raised; sidecars are replaced atomically; only plain, safe names
+directly in the output directory are resolved (details: docs/ARCHITECTURE.md "Guarantees").
+Every system call that writes goes through this module's ``os`` (the fault tests replace it
+here and nothing else).
 """
 
 from __future__ import annotations

@@ -1,24 +1,10 @@
 """The LoRA files of ``SDXL_MCP_LORA_DIRS``: names, paths, A1111 hashes, the draft LoRA.
 
-Guarantees:
-
-* :func:`lora_files` maps each ``*.safetensors`` file under the folders
-  (recursively, in folder order; the first of two files with one name wins)
-  to its name, the file name without ``.safetensors`` (A1111's rule); a
-  folder that does not exist contributes nothing;
-* :func:`resolve_loras` gives the path of every name, or one ``BadRequest``
-  naming the unknown ones and listing the available ones;
-* :func:`lora_hash` is A1111's "Lora hashes" short hash (the first 12 hex
-  digits of the sha256 of the file after its safetensors header, kohya's
-  "addnet" hash), cached by path, size and modification time;
-* :func:`with_loras` writes them into an infotext as A1111 does: the prompt
-  keeps its ``<lora:name:weight>`` tags, the ``loras`` entries are appended as
-  tags, and ``Lora hashes: "name: hash, ..."`` lists each file found;
-* :func:`draft_source` reads ``SDXL_MCP_DRAFT_LORA``: a local file or folder,
-  or a hub id ``org/repo`` optionally followed by ``/weight_file.safetensors``.
-
-No torch (stdlib, the schemas and Settings): the service checks names before admission, the engine
-resolves them again on the replica that loads them.
+A LoRA's name is its file name without ``.safetensors`` (A1111's rule; the first of two files
+with one name wins); unknown names are one ``BadRequest`` listing the available ones; hashes
+and infotext follow A1111's "Lora hashes"; :func:`draft_source` reads ``SDXL_MCP_DRAFT_LORA``
+(details: docs/ARCHITECTURE.md "Guarantees"). No torch: the service checks names before
+admission, the engine resolves them again on the replica that loads them.
 """
 
 from __future__ import annotations

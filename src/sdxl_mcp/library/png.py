@@ -1,27 +1,10 @@
 """PNG bytes for a saved image: the fast encoder, its text chunk, the Pillow fallback.
 
-Guarantees (``tests/library/test_png.py``):
-
-* :func:`encode_png` returns a complete PNG that Pillow decodes to exactly the
-  pixels it was given, with ``infotext`` (when given) in a ``parameters`` text
-  chunk placed before the image data, so ``Image.open(p).info["parameters"]``
-  finds it without decoding: ``tEXt`` when the text is Latin-1, else ``iTXt``
-  (UTF-8), as Pillow's ``PngInfo.add_text`` would write it;
-* levels 0-3 on L, LA, RGB and RGBA images use the fast encoder: libpng
-  (imagecodecs) writes the header and the Paeth-filtered rows, stored; zlib-ng
-  (the ``zlib-ng`` package) then deflates those rows with the RLE strategy in
-  up to four parts at once, one per core, joined into the one zlib stream PNG
-  wants (each part but the last ends on a sync flush, the Adler-32 covers all);
-  a part RLE packs below a fifth of its size (flat art) is deflated again with
-  the default strategy, and the smaller kept.
-  Level 0 stores. The files are the size libpng's own Paeth + RLE gives (about
-  10 % smaller than Pillow's level 1 on photos), 3-6x faster than Pillow
-  (docs/PERFORMANCE.md, hot path). Levels 4-9, other modes, or without
-  imagecodecs or zlib-ng (the light install): Pillow, exactly as before;
-* encoding releases the GIL in every encoder and touches no file.
-
-The chunks are framed here (length, type, data, CRC-32: PNG spec section 5.3);
-neither imagecodecs nor Pillow writes text chunks into bytes they did not encode.
+Guarantees (``tests/library/test_png.py``): :func:`encode_png` returns a complete PNG that
+Pillow decodes to exactly the given pixels, with ``infotext`` in a ``parameters`` text chunk
+before the image data; levels 0-3 on L, LA, RGB and RGBA use the fast encoder (libpng +
+zlib-ng), anything else or the light install uses Pillow; encoding releases the GIL and
+touches no file (details: docs/ARCHITECTURE.md "Guarantees").
 """
 
 from __future__ import annotations

@@ -1,21 +1,10 @@
 """Served views of library images: the original bytes, a cached transform, the metadata.
 
-What the ``image://`` resources and ``GET /api/media/images/{ref}`` serve
-(docs/TOOLS.md "Images as resources, and errors"). Guarantees:
-
-* only the library is served: a reference is an ``image_id``, a catalogued
-  file name (the older links) or an ``image://`` URI of either; a path,
-  traversal, an unknown id, a file the catalog does not know or a catalogued
-  name whose file became a symlink is ``NotFound``, never file contents;
-* no transform, or one that changes neither size nor format, serves the
-  original bytes; the MIME type always comes from the bytes' magic numbers;
-* query values are checked by :func:`view_transform` (``BadRequest`` naming
-  the parameter); format defaults to PNG, fit to cover, quality to 85;
-* a transform is rendered once per (image, file version, transform): the
-  :class:`ViewCache` is an LRU bounded by total bytes (64 MiB by default),
-  thread-safe, shared by every transport; the file's mtime and size are part
-  of the key, so a replaced file is rendered again;
-* everything here blocks (disk, Pillow): call it from a worker thread.
+What the ``image://`` resources and ``GET /api/media/images/{ref}`` serve (docs/TOOLS.md
+"Images as resources, and errors"): only the library (anything else is ``NotFound``, never
+file contents); the original bytes when a transform changes nothing; each transform rendered
+once per file version in the shared :class:`ViewCache` (details: docs/ARCHITECTURE.md
+"Guarantees"). Everything here blocks (disk, Pillow): call it from a worker thread.
 """
 
 from __future__ import annotations

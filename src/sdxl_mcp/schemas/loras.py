@@ -1,20 +1,10 @@
 """LoRA references in a request: the ``loras`` field and A1111 ``<lora:name:weight>`` tags.
 
-Guarantees (docs/LORA.md):
-
-* a :class:`LoraRef` is a file name (no folder, no ``<>:`` or NUL) and a weight
-  0.0-2.0 (default 1.0); a request holds at most :data:`MAX_LORAS`;
-* ``<lora:name>`` / ``<lora:name:weight>`` in a prompt means the same as that
-  entry in ``loras`` (A1111's syntax; ``<lora:name>`` is weight 1.0):
-  :func:`prompt_loras` reads them, :func:`prompt_without_lora_tags` gives the
-  text that is encoded (the tags removed), :func:`requested_loras` the whole
-  list (the field's entries, then the prompt's); a name given twice, a weight
-  out of range or more than :data:`MAX_LORAS` in all is an error naming the field;
-* whether a name exists is checked against ``SDXL_MCP_LORA_DIRS`` by the
-  service (``service.loras``), not here: the model does not know the folders.
-
-Pure: stdlib and pydantic only (no torch), so every transport and the Ray
-front validate the same way.
+Guarantees (docs/LORA.md): a :class:`LoraRef` is a file name and a weight 0.0-2.0; a
+``<lora:...>`` tag in a prompt means the same as that entry in ``loras``; at most
+:data:`MAX_LORAS` in all; whether a name exists is the service's check, not this module's
+(details: docs/ARCHITECTURE.md "Guarantees"). Pure: stdlib and pydantic only (no torch), so
+every transport and the Ray front validate the same way.
 """
 
 from __future__ import annotations

@@ -1,31 +1,11 @@
 """AUTOMATIC1111 prompt syntax: emphasis, ``BREAK`` and ``<lora:...>`` tags, read and checked.
 
-This is prompt syntax, not tokenizer code: it turns the text a person wrote
-into weighted text fragments; the engine (``engine.prompts``) hands those to
-compel, which tokenizes, chunks and weights them. Pure functions, stdlib only,
-so the schemas check prompts before anything reaches the engine.
-
-Guarantees of :func:`parse_prompt` (the table in tests/schemas/test_prompt_syntax.py):
-
-* A1111's emphasis: ``(text)`` multiplies the weight of ``text`` by 1.1,
-  ``[text]`` divides it by 1.1, ``(text:1.3)`` multiplies it by 1.3; nesting
-  multiplies (``((text))`` is 1.21); ``\\(``, ``\\)``, ``\\[``, ``\\]`` and
-  ``\\\\`` are the literal characters; a ``:`` not followed by a number and
-  ``)`` is text;
-* ``BREAK`` (upper case, a word of its own) ends a segment: the engine encodes
-  each segment in its own 75-token chunks, as A1111 does;
-* ``<lora:name:weight>`` tags are removed from the text encoded (the LoRA
-  support reads them from the prompt as written); nothing else of the text is
-  dropped;
-* stricter than A1111, which reads unbalanced brackets literally: an
-  unclosed ``(`` or ``[``, a ``)`` or ``]`` that closes nothing (or the other
-  kind of bracket), an explicit weight outside 0-2 and a nested emphasis that
-  multiplies past 2 are errors (:class:`PromptSyntaxError`, a ``ValueError``)
-  that name the field and quote the fragment, and say how to write the
-  character literally;
-* adjacent fragments of equal weight are merged; whitespace between
-  fragments joins the fragment before it (a segment never starts with a
-  whitespace-only fragment); a prompt with no text left is one empty segment.
+Prompt syntax, not tokenizer code: :func:`parse_prompt` turns a prompt into weighted text
+fragments per ``BREAK`` segment, which the engine (``engine.prompts``) hands to compel.
+Pure functions, stdlib only. A1111's emphasis; ``<lora:...>`` tags removed, nothing else
+dropped; stricter than A1111: unbalanced brackets and weights past 2 are a
+:class:`PromptSyntaxError` (the table in tests/schemas/test_prompt_syntax.py;
+details: docs/ARCHITECTURE.md "Guarantees").
 """
 
 from __future__ import annotations

@@ -1,22 +1,10 @@
 """The edit workflow: image-to-image or inpainting of a library image, as one job.
 
-Guarantees (docs/EDITING.md; ``tests/service/test_edit.py``):
+Guarantees (docs/EDITING.md; ``tests/service/test_edit.py``): the image and the mask are
+resolved, decoded and checked before a job is admitted (a refused edit writes nothing and
+takes no slot); an edit is kept as generation keeps an image, its Result naming the source
+and the mask (details: docs/ARCHITECTURE.md "Guarantees").
 
-* :func:`edit` admits the request (LoRAs), resolves the image and the mask
-  (``library.resolver``) and checks them before a job is admitted;
-* :func:`load_sources` runs before a job is admitted, on images the resolver
-  has already accepted: it decodes the source (EXIF orientation applied) and
-  the mask, and refuses, with one sentence naming ``mask``, a mask whose
-  aspect ratio differs from the source's by more than 1 %, a mask with no
-  white pixel (nothing to repaint) and an all-white mask (nothing kept). A
-  refused edit writes nothing and takes no slot;
-* :func:`edit_entry` keeps an edit as generation keeps an image (PNG with the
-  A1111 infotext, now with ``Denoising strength`` and the source's id, the
-  ``.json`` sidecar, the catalog row, or none of them), and its Result adds
-  ``source_image_id``/``mask_image_id``; an edit of a Pexels photo is a
-  derivative, so the photo's attribution, photographer and id travel in it.
-
-Mask pixels count as white from 128 up (after conversion to greyscale).
 ``load_sources`` blocks (decoding): :func:`edit` runs it in a worker thread.
 """
 

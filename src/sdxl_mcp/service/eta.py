@@ -1,19 +1,10 @@
 """Seconds left of a job's denoising, from its progress events: pure arithmetic.
 
-Guarantees (``tests/service/test_eta.py`` checks each):
-
-* a step is timed from the step before it in the same stage run; the first
-  step of a stage (or of a variation) carries its set-up (prompt encoding, the
-  hand-over to the refiner) and is never timed;
-* no estimate before :data:`MIN_TIMED` steps were timed;
-* the steps left in the current stage cost that stage's own time per step
-  once :data:`MIN_TIMED` of its steps were timed, before that the mean over
-  every timed step; the steps after it (the refiner, the next variations) cost
-  the mean over every timed step;
-* :meth:`EtaTracker.remaining` counts down from the last estimate with the
-  time since, never below zero.
-
-Nothing here reads a clock: callers pass ``now`` (``time.perf_counter()``).
+Guarantees (``tests/service/test_eta.py`` checks each): a stage's first step is never timed;
+no estimate before :data:`MIN_TIMED` steps were timed; the current stage's steps cost its own
+time per step once enough were timed, later ones the mean; :meth:`EtaTracker.remaining` never
+goes below zero (details: docs/ARCHITECTURE.md "Guarantees"). Nothing here reads a clock:
+callers pass ``now`` (``time.perf_counter()``).
 """
 
 from __future__ import annotations

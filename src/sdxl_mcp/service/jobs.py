@@ -1,23 +1,10 @@
 """Admission and jobs: the generation slots, the queue, the watchdog, cancel, retention.
 
-Guarantees the service (and its tests) rely on:
-
-* at most ``capacity`` generations run at once and at most MAX_QUEUE wait;
-  one more is refused at once with ``Busy`` and a retry hint;
-* a queued job that is cancelled leaves the queue at once; a running one is
-  stopped by its cancel token within one denoising step, and its slot is only
-  freed when the worker thread has really finished;
-* a generation running past GENERATION_TIMEOUT_S is interrupted and reported
-  as ``GenerationTimeout``;
-* every job's state is recorded in the job table (queued, running, then the
-  outcome), so a restart can tell a lost job from an unknown one;
-* finished jobs are kept in memory for JOB_RETENTION_S (at most MAX_JOBS);
-* every progress event a listener gets carries the job's estimate of the
-  seconds left (``service.eta``), and a running job's Result its ``eta_s``.
-
-Knows nothing of engines, storage, transports or workflows: a job carries its
-own work, a blocking ``work(job, progress)`` callable its workflow built, run in
-a worker thread; the queue never asks what kind of job it runs.
+At most ``capacity`` generations run and MAX_QUEUE wait (one more is ``Busy``); cancel stops
+a running job within one denoising step; GENERATION_TIMEOUT_S is enforced; every job's state
+goes to the job table (details: docs/ARCHITECTURE.md "Guarantees"). A job carries its own
+work, a blocking ``work(job, progress)`` its workflow built, run in a worker thread: the
+queue knows nothing of engines, storage, transports or workflows.
 """
 
 from __future__ import annotations

@@ -1,21 +1,9 @@
 """Keeping a job's output: one save-catalogue-sidecar path for every workflow.
 
 Guarantees (``tests/service/test_keeping.py`` and the workflow tests check them):
-
-* :meth:`Keeper.keep` publishes one engine output as a PNG (with the A1111
-  ``parameters`` infotext the workflow wrote), its ``.json`` sidecar (the
-  Result, the request, the models) and its catalog row with its ``image_id``,
-  or none of them: if the sidecar or the row cannot be written, the PNG is
-  removed again and the error propagates;
-* what differs between workflows travels in the :class:`Entry` the workflow
-  builds (infotext, Result fields, catalog parameters, reuse key): the keeper
-  never asks what kind of job it keeps;
-* the backend's build time is counted in ``model_load``;
-* with ``preview=True`` (a transport that shows previews asked for them) the
-  JPEG preview is made from the in-memory image while the PNG is encoded and
-  kept for the transport (the last :data:`PREVIEW_CACHE_SIZE`); the file is
-  complete before the Result is returned. :meth:`Keeper.preview` answers from
-  that cache, else encodes from the file.
+:meth:`Keeper.keep` publishes the PNG, its ``.json`` sidecar and its catalog row, or none of
+them; what differs between workflows travels in the workflow's :class:`Entry`, so the keeper
+never asks what kind of job it keeps (details: docs/ARCHITECTURE.md "Guarantees").
 
 Blocking (disk, SQLite, encoders): callers run ``keep`` in a worker thread.
 """

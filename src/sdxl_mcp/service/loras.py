@@ -1,20 +1,9 @@
 """The service's side of LoRA adapters and draft mode (docs/LORA.md).
 
-Guarantees:
-
-* :func:`admit` runs before a generation or an edit is admitted: every LoRA
-  it asks for (``loras`` and ``<lora:...>`` tags) is a file of
-  ``SDXL_MCP_LORA_DIRS``, else a ``BadRequest`` listing the available ones;
-  nothing is written and no slot is taken;
-* it resolves ``quality: "draft"`` (``library.loras.resolve_draft``): without
-  ``SDXL_MCP_DRAFT_LORA`` an error naming the setting and suggesting ``fast``;
-  otherwise the steps and guidance the caller did not give become
-  ``SDXL_MCP_DRAFT_STEPS`` / ``_GUIDANCE``, so the catalogued request (reuse,
-  ``vary_image``, the infotext) holds what really ran;
-* :func:`list_loras` lists name, file size and whether the engine holds it
-  (null when the backend cannot say, e.g. on Ray replicas).
-
-Torch-free.
+:func:`admit` runs before a generation or an edit is admitted: unknown LoRAs are a
+``BadRequest`` (nothing written, no slot taken) and ``quality: "draft"`` is resolved into the
+steps and guidance that really run; :func:`list_loras` lists the LoRA files
+(details: docs/ARCHITECTURE.md "Guarantees"). Torch-free.
 """
 
 from __future__ import annotations

@@ -1,26 +1,10 @@
 """The stock-photo workflow: search, download, stock first.
 
-:func:`search_stock` is the use case (``search_stock_image``, REST, CLI);
-:func:`first_match` is the generate workflow's stock-first step. Both go through
-the service's one :class:`StockWorkflow` (:func:`stock_photos`).
-
-Guarantees:
-
-* one Pexels client per workflow, built on first use with
-  :func:`~sdxl_mcp.stock.pexels.default_http_client`, so the search cache and
-  the rate-limit view are shared by every caller; httpx is imported then, not
-  when the server starts;
-* without a key every call raises :class:`~sdxl_mcp.errors.StockNotConfigured`
-  with :data:`~sdxl_mcp.settings.PEXELS_KEY_MISSING`, and nothing is sent;
-* a search with ``download`` saves its best (first) match into the library
-  once (:class:`~sdxl_mcp.library.stock_photos.StockPhotos`);
-* :meth:`StockWorkflow.first_match` is the source guide's workflow: a free
-  Pexels photo shaped like the request, as a finished Result, or None when
-  Pexels has no match;
-* :meth:`StockWorkflow.aclose` closes the HTTP client; a later call builds a
-  new one.
-
-No MCP or HTTP-server code here.
+:func:`search_stock` is the use case and :func:`first_match` the generate workflow's
+stock-first step, both through the service's one :class:`StockWorkflow` (one Pexels client,
+built on first use, so the search cache and the rate-limit view are shared). Without a key
+every call raises ``StockNotConfigured`` and nothing is sent
+(details: docs/ARCHITECTURE.md "Guarantees"). No MCP or HTTP-server code here.
 """
 
 from __future__ import annotations

@@ -1,31 +1,10 @@
 """The variations workflow: a generated image's request re-run with new seeds, as one job.
 
-Guarantees (docs/EDITING.md; ``tests/service/test_vary.py``):
-
-* :func:`plan_variations` runs before admission, on the image the resolver has
-  accepted: it refuses a stock photo and any image without a catalogued
-  generation request (an INPUT_DIRS file, an edit), pointing to ``edit_image``;
-  it merges the overrides into the catalogued request and validates the merged
-  request as a ``GenerationRequest`` (bounds, the aspect_ratio/width rule), one
-  per seed: ``seed``, ``seed+1``, ... or random ones. A refused request writes
-  nothing and takes no slot;
-* all ``count`` images are ONE job (one slot, one job_id): :func:`run_variations`
-  is its blocking work, one ``backend.generate_batch`` call (the requests differ
-  only in their seed). The local engine batches them in one pipeline call on
-  CUDA and runs them one by one on a CPU (``engine.batch``; the rule is
-  SDXL_MCP_BATCH_VARIATIONS); Ray runs them one by one. GENERATION_TIMEOUT_S
-  covers the whole job;
-* progress runs across every image (``done``/``total`` in image-steps over all
-  of them); each image is saved as soon as the backend hands it over, so a
-  cancel, which stops the running image (or batch) within a step while the rest
-  never start, keeps the images saved before it (catalogued, listed in the answer);
-* each image is saved and catalogued like a generation (``generation_entry``),
-  with its own seed and the merged request, so it is reproducible on its own:
-  ``generate_image`` with that request and seed gives the same pixels. Reuse
-  never short-circuits a variation (each is a new image);
-* the job's own Result (what ``get_generation(job_id)`` returns) is the first
-  variation's, its message naming the others; :func:`variations_result` makes
-  the ``VariationsResult`` with every Result.
+Guarantees (docs/EDITING.md; ``tests/service/test_vary.py``): :func:`plan_variations` checks
+and merges the request before admission (a refused one writes nothing and takes no slot);
+all ``count`` images are ONE job, one ``backend.generate_batch`` call; each image is saved
+as soon as the backend hands it over (a cancel keeps those) and catalogued like a
+generation, reproducible on its own (details: docs/ARCHITECTURE.md "Guarantees").
 """
 
 from __future__ import annotations

@@ -1,26 +1,11 @@
 """PexelsClient: the Pexels v1 HTTP API, and nothing else.
 
-The client speaks the public Pexels v1 API over an injected ``httpx.AsyncClient``
-(the caller owns it and closes it; :func:`default_http_client` builds one with
-sensible timeouts). What it guarantees:
-
-* ``GET {base_url}/search`` with the key in the ``Authorization`` header, the
-  whole call capped at ``call_timeout_s`` on top of httpx's connect/read timeouts;
-* results parsed into :class:`~sdxl_mcp.schemas.StockSearchResult`
-  (:mod:`sdxl_mcp.stock.search`); the latest ``X-Ratelimit-*`` headers kept in
-  :attr:`PexelsClient.rate_limit`, and a used-up quota refused without a request;
-* identical searches within ``cache_ttl_s`` are answered from memory (``cached``);
-* :meth:`PexelsClient.fetch_photo` returns a photo's bytes, read into memory
-  (at most ``max_download_bytes``, within ``download_timeout_s``), without the
-  key (image URLs are public); saving and cataloguing them is the library's job
-  (:mod:`sdxl_mcp.library.stock_photos`);
-* every failure is a :mod:`sdxl_mcp.errors` ``Stock*`` error with one actionable
-  sentence (HTTP statuses: :mod:`sdxl_mcp.stock.statuses`; httpx failures:
-  :mod:`sdxl_mcp.stock.transport`); no upstream body (HTML or otherwise) is
-  passed on, and the API key never appears in a message, a log line or a result.
-
-The key and the base URL are validated by :class:`~sdxl_mcp.settings.Settings`
-at start-up; the client repeats the cheap checks. No torch, no storage here.
+It speaks the API over an injected ``httpx.AsyncClient`` (the caller owns and closes it;
+:func:`default_http_client` builds one): searches under a time cap, with a rate-limit view
+and a cache; photo bytes under a size and time cap. Every failure is a ``Stock*`` error with
+one actionable sentence; no upstream body is passed on and the API key never appears in a
+message, a log line or a result (details: docs/ARCHITECTURE.md "Guarantees").
+No torch, no storage here.
 """
 
 from __future__ import annotations

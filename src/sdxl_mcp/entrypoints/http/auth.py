@@ -1,27 +1,10 @@
 """Browser sign-in for the web gallery: session cookies and a sign-in rate limit.
 
-With ``SDXL_MCP_HTTP_TOKEN`` set, API clients send ``Authorization: Bearer``;
-a browser posts the token once to ``/gallery/login`` and gets a session cookie.
-
-Guarantees:
-
-* the cookie is a random session id (``secrets.token_urlsafe``, 256 bits) that
-  the server keeps in memory (as its SHA-256, so a lookup leaks nothing by
-  timing); it is never the token and is not derived from it. A forged, expired
-  or logged-out cookie authorizes nothing. Sessions end after
-  :data:`SESSION_TTL_S`, at logout, or when the server restarts;
-* the cookie is ``HttpOnly``, ``SameSite=Strict``, ``Path=/`` and ``Secure``
-  when the request came over https;
-* a cookie authorizes only reading: ``GET``/``HEAD`` of the gallery pages and of
-  ``/api/media/images/...`` (thumbnails, originals, preset views). Everything
-  else (MCP, generation, export) still needs the bearer token, so a cookie can
-  never make the browser start work on someone else's behalf (CSRF);
-* sign-in is the only state-changing form; cross-site posts are refused by the
-  Host/Origin middleware (a browser sends ``Origin`` with every POST) and by
-  ``SameSite=Strict``;
-* failed sign-ins are limited per client address: after
-  :data:`MAX_FAILURES` within :data:`FAILURE_WINDOW_S`, sign-in answers 429
-  with ``Retry-After`` until the oldest failure leaves the window.
+With ``SDXL_MCP_HTTP_TOKEN`` set, API clients send ``Authorization: Bearer``; a browser posts
+the token once to ``/gallery/login`` and gets a session cookie: a random session id, never
+the token, ``HttpOnly`` and ``SameSite=Strict``, that authorizes only reading (``GET``/``HEAD``
+of the gallery and its images). Failed sign-ins are limited per client address (429 with
+``Retry-After``) (details: docs/ARCHITECTURE.md "Guarantees").
 """
 
 from __future__ import annotations

@@ -1,25 +1,11 @@
 """The web gallery: server-rendered HTML pages over the library (docs/LIBRARY.md "Web gallery").
 
-Routes (mounted by ``sdxl_mcp.entrypoints.http.app``):
-
-* ``GET /gallery?q=&source=&page=``: thumbnails, newest first, or ranked by the
-  library's full-text search; ``source`` is ``sdxl`` or ``pexels``;
-  :data:`PER_PAGE` a page;
-* ``GET /gallery/{image_id}``: the image, prompt, negative prompt, seed, every
-  catalogued parameter, the PNG's A1111 infotext, timings, models,
-  attribution (with links) for stock photos, and the export presets as plain
-  links to the transformed views of ``GET /api/media/images/{image_id}``;
-* ``GET|POST /gallery/login``, ``POST /gallery/logout`` (only meaningful with
-  HTTP_TOKEN; see ``sdxl_mcp.entrypoints.http.auth``); ``/gallery/static/`` the CSS.
-
-Guarantees: every page is rendered by Jinja2 with autoescaping on, so any text
-from a prompt, a Pexels field or a file name is HTML-escaped, and a link is
-made only from an ``http(s)`` URL; every page carries a strict
-Content-Security-Policy (no scripts at all; images, styles and form posts
-from this server only) and needs no JavaScript. The pages make no request
-outside this server. Bad parameters answer a 422 page with one sentence
-(nothing is clamped); an unknown image answers a 404 page; the gallery never
-writes anything (exports are REST calls, shown on the page).
+Routes (mounted by ``sdxl_mcp.entrypoints.http.app``): ``GET /gallery`` (thumbnails, search),
+``GET /gallery/{image_id}`` (one image and its metadata), ``/gallery/login`` and
+``/gallery/logout`` (``sdxl_mcp.entrypoints.http.auth``), ``/gallery/static/``. Every page is
+rendered by Jinja2 with autoescaping under a strict Content-Security-Policy, needs no
+JavaScript and makes no request outside this server; the gallery never writes anything
+(details: docs/ARCHITECTURE.md "Guarantees").
 """
 
 from __future__ import annotations

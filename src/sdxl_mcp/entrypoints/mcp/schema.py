@@ -1,26 +1,10 @@
 """Compact JSON Schemas for tool definitions: what an agent pays for in every conversation.
 
-Pure functions on JSON Schema dicts (no MCP, no pydantic models). Guarantees
-the tests check:
-
-* :func:`compact_input` keeps every name, type, bound, enum, default other than
-  null, and description; it drops pydantic's titles and ``default: null``, and
-  writes "X or null" as one ``type: [X, "null"]`` (with ``null`` added to an
-  enum, which then stands without the ``type`` its values say) instead of an
-  ``anyOf`` pair. A field with a published default other
-  than null is listed as plain X: null still means that default to the server,
-  but a model has no reason to send it, so the schema does not spend words on it.
-* :func:`compact_output` also drops descriptions, every default and
-  ``required`` (outputs always carry every field), inlines a ``$defs`` entry used once and keeps the
-  ones used more often as ``$ref``, and lets an ``enum`` stand without the
-  ``type`` its values already say. Names and types stay, so a client that
-  validates ``structuredContent`` accepts what it accepted before.
-  ``brief`` names models (by their schema title) published with only some of
-  their properties: the others are still allowed (no ``additionalProperties:
-  false``), so the same objects validate; it is how a shape already listed in
-  full by another tool is not repeated.
-* :func:`tools_list_size` is the budget's measure: characters of
-  ``json.dumps`` of the ``tools/list`` answer, as the issue defines it.
+Pure functions on JSON Schema dicts (no MCP, no pydantic models). :func:`compact_input` keeps
+every name, type, bound, enum, default other than null, and description;
+:func:`compact_output` also drops descriptions and defaults but keeps names and types, so a
+client that validates ``structuredContent`` accepts what it accepted before;
+:func:`tools_list_size` is the budget's measure (details: docs/ARCHITECTURE.md "Guarantees").
 """
 
 from __future__ import annotations
