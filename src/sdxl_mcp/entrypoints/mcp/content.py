@@ -18,7 +18,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import anyio
-from mcp.types import CallToolResult, ImageContent, ResourceLink, TextContent
+from mcp.server.context import ServerRequestContext
+from mcp.types import (
+    CallToolResult,
+    EmptyResult,
+    ImageContent,
+    ResourceLink,
+    SetLevelRequestParams,
+    TextContent,
+)
 from pydantic import BaseModel
 
 from sdxl_mcp.backend.base import ProgressEvent
@@ -29,8 +37,8 @@ from sdxl_mcp.service.facade import ImageService
 
 log = logging.getLogger("sdxl_mcp.entrypoints.mcp.tools")
 
-__all__ = ["IMAGE_URI_PREFIX", "image_link", "log_to_client", "preview_content",
-           "result_content", "summary_answer", "with_progress"]
+__all__ = ["IMAGE_URI_PREFIX", "LOG_LEVELS", "image_link", "log_to_client", "preview_content",
+           "result_content", "set_log_level", "summary_answer", "with_progress"]
 
 IMAGE_URI_PREFIX = "image://"
 
@@ -133,10 +141,36 @@ def image_link(result: GenerationResult, description: str) -> ResourceLink | Non
     )
 
 
+#: MCP's log levels, lowest first: ``logging/setLevel`` keeps the one set and those above.
+LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+_LOG_LEVEL_KEY = "sdxl_mcp.log_level"
+
+
+async def set_log_level(ctx: ServerRequestContext[Any, Any],
+                        params: SetLevelRequestParams) -> EmptyResult:
+    """``logging/setLevel`` (handshake-era clients): no message below ``params.level``
+    reaches this connection. 2026-07-28 clients opt in per request; the SDK filters those."""
+    state = _connection_state(ctx.session)
+    if state is not None:
+        state[_LOG_LEVEL_KEY] = params.level
+    return EmptyResult()
+
+
+def _connection_state(session: Any) -> dict[str, Any] | None:
+    # A lowlevel request context has no public connection yet (the SDK's context rework is
+    # pending); its session holds it, and Connection.state is the SDK's per-connection store.
+    return getattr(getattr(session, "_connection", None), "state", None)
+
+
 async def log_to_client(
     ctx: ToolContext, level: Literal["info", "warning"], message: str
 ) -> None:
-    """A log message to the client (``notifications/message``); never fails the call."""
+    """A log message to the client (``notifications/message``) at or above the level the
+    client set; never fails the call."""
+    state = _connection_state(ctx.request_context.session)
+    floor = state.get(_LOG_LEVEL_KEY) if state is not None else None
+    if floor in LOG_LEVELS and LOG_LEVELS.index(level) < LOG_LEVELS.index(floor):
+        return
     try:
         with warnings.catch_warnings():
             # Deprecated in the 2026-07-28 protocol, still what 2025 clients show.

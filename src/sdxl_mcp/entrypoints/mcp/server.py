@@ -27,12 +27,13 @@ from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp.shared.exceptions import MCPError
+from mcp.types import SetLevelRequestParams
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, InputRequiredResult
 from pydantic import AnyUrl
 
 from sdxl_mcp import __version__
 from sdxl_mcp.entrypoints.mcp.app import viewer_app, with_viewer
-from sdxl_mcp.entrypoints.mcp.content import IMAGE_URI_PREFIX
+from sdxl_mcp.entrypoints.mcp.content import IMAGE_URI_PREFIX, set_log_level
 from sdxl_mcp.entrypoints.mcp.guide import (
     INSTRUCTIONS,
     PROMPT_DESCRIPTION,
@@ -108,7 +109,15 @@ def sdxl_prompt_guide() -> str:
 
 
 class ImageServer(MCPServer[ImageService]):
-    """An MCPServer whose binary resource contents carry the MIME type their bytes say."""
+    """An MCPServer whose binary resource contents carry the MIME type their bytes say, and
+    which declares ``logging`` because it sends ``notifications/message``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # MCPServer has no public way to answer logging/setLevel, which handshake-era
+        # clients send; the lowlevel server declares `logging` once the handler exists.
+        self._lowlevel_server.add_request_handler(
+            "logging/setLevel", SetLevelRequestParams, set_log_level)
 
     async def read_resource(
         self, uri: AnyUrl | str, context: Context[ImageService, Any] | None = None
