@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import signal
 import threading
 import time
@@ -25,6 +26,7 @@ from mcp import Client
 from sdxl_mcp.backend.base import CancelToken
 from sdxl_mcp.entrypoints.mcp.server import build_server
 from sdxl_mcp.errors import Busy, Cancelled
+from sdxl_mcp.library import CATALOG_FILENAME
 from sdxl_mcp.schemas import GenerationRequest
 from sdxl_mcp.service.facade import ImageService
 from sdxl_mcp.service.generate import submit_generation
@@ -149,6 +151,51 @@ async def test_closing_stdin_mid_generation_exits_zero_and_records_the_job(
 
     outcome = await _restarted(make_settings(), follow_up)
     assert outcome.is_error and structured(outcome)["status"] == "cancelled", text(outcome)
+
+
+# ------------------------------------------------- a load that never ends
+#: Far beyond the exit we promise (docs/RELIABILITY.md "Exit times"), far below forever.
+HANG_LIMIT_S = 15.0
+
+
+def _model_that_never_loads(root: Path) -> dict[str, str]:
+    """Settings whose base model blocks its loader forever: its ``model_index.json`` is a
+    FIFO nobody writes to, as a stuck disk or a huge download would hold a real load."""
+    folder = root / "stuck-model"
+    folder.mkdir()
+    os.mkfifo(folder / "model_index.json")
+    return {"SDXL_MCP_BASE_MODEL": str(folder), "SDXL_MCP_REFINER_MODEL": "",
+            "SDXL_MCP_PRELOAD": "true", **HANDLE_ENV}
+
+
+@pytest.mark.parametrize("stop", ["stdin", "SIGTERM", "SIGINT"])
+def test_the_server_exits_while_the_models_are_still_loading(tmp_path: Path, stop: str) -> None:
+    with stdio_server(tmp_path, **_model_that_never_loads(tmp_path)) as server:
+        assert server.tool("gpu_status", {})["structuredContent"]["engine"]["state"] in (
+            "loading", "not_loaded")
+        if stop == "stdin":
+            server.close_stdin()
+        else:
+            server.process.send_signal(signal.SIGTERM if stop == "SIGTERM" else signal.SIGINT)
+        assert server.wait(HANG_LIMIT_S) == 0
+
+
+def test_a_generation_queued_behind_the_load_is_cancelled_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    with stdio_server(tmp_path, **_model_that_never_loads(tmp_path)) as server:
+        handle = server.tool("generate_image", {"prompt": "a fox", **SMALL})["structuredContent"]
+        assert handle["status"] == "running"
+        server.close_stdin()
+        assert server.wait(HANG_LIMIT_S) == 0
+        images = server.output_dir
+    assert image_files(images) == [] and temp_files(images) == []
+    table = JobTable(images / CATALOG_FILENAME)
+    try:
+        record = table.get(handle["job_id"])
+    finally:
+        table.close()
+    assert record is not None and record[0] == "cancelled"
 
 
 # ------------------------------------------------------------- lost jobs

@@ -35,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="cost of each post-generation step (PNG, preview, sidecar, catalog)")
     mode.add_argument("--sweep", action="store_true",
                       help="tiny-model cost by resolution and steps (engine only)")
+    mode.add_argument("--exit", action="store_true",
+                      help="seconds to exit after stdin closes, SIGTERM or SIGINT, per phase")
     parser.add_argument("--runs", type=int, default=5, help="measured runs per path")
     parser.add_argument("--size", type=int, default=1024, help="width = height in pixels")
     parser.add_argument("--steps", type=int, default=None,
@@ -108,6 +110,11 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
             sys.stderr.write(f"sdxl-mcp: error: {exc}\n")
             return 2
         name = "hotpath"
+    elif args.exit:
+        from sdxl_mcp.bench.exits import exits
+
+        report = exits(args.runs)
+        name = "exit"
     elif args.sweep:
         from sdxl_mcp.bench.sweep import sweep
 

@@ -61,7 +61,7 @@ async def edit(service: ImageService, request: EditRequest,
     sources = await anyio.to_thread.run_sync(load_sources, source, mask)
 
     def work(job: Job, progress: ProgressListener) -> GenerationResult:
-        backend, building_s = service.timed_backend()
+        backend, building_s = service.timed_backend(job.cancel)
         output = backend.edit(request, job.seed, sources.source, sources.mask, progress,
                               job.cancel)
         return service.keep(job, output, edit_entry(request, sources, output, service.settings),

@@ -26,14 +26,20 @@ import anyio
 import anyio.to_thread
 from anyio.abc import TaskGroup
 
-from sdxl_mcp.backend.base import Backend, EngineOutput, EngineStatus, backend_capacity
+from sdxl_mcp.backend.base import (
+    Backend,
+    CancelToken,
+    EngineOutput,
+    EngineStatus,
+    backend_capacity,
+)
 from sdxl_mcp.backend.factory import (
     ENGINE_EXTRA_MISSING,
     engine_installed,
     make_backend,
     unbuilt_engine_status,
 )
-from sdxl_mcp.errors import ModelUnavailable, SdxlMcpError, StorageError
+from sdxl_mcp.errors import Cancelled, ModelUnavailable, SdxlMcpError, StorageError
 from sdxl_mcp.library import ImageStore
 from sdxl_mcp.library.access import Library
 from sdxl_mcp.library.loras import warn_missing_dirs
@@ -59,6 +65,8 @@ class ImageService:
         self._backend = backend
         self._backend_lock = threading.Lock()
         self._preloading = False
+        #: Set when a preload has finished (loaded or failed).
+        self._preloaded = threading.Event()
         # A light install (no engine extra) serves stock and status, and says which extra to add.
         self._engine_missing = (backend is None and settings.backend == "local"
                                 and not engine_installed())
@@ -176,8 +184,17 @@ class ImageService:
 
     async def _preload(self) -> None:
         self._preloading = True
+
+        def load() -> None:
+            try:
+                self.backend.load()
+            finally:
+                self._preloaded.set()
+
         try:
-            await anyio.to_thread.run_sync(lambda: self.backend.load())
+            # Abandoned on shutdown: a load (imports, weights) cannot be interrupted, and
+            # shutdown must not wait for it (docs/RELIABILITY.md "Exit times").
+            await anyio.to_thread.run_sync(load, abandon_on_cancel=True)
         except SdxlMcpError as exc:
             log.error("Preload failed: %s", exc.message)
         except Exception:
@@ -218,12 +235,16 @@ class ImageService:
     async def cancel_job(self, job_id: str) -> GenerationResult:
         return await self.jobs.cancel_and_wait(job_id)
 
-    def timed_backend(self) -> tuple[Backend, float]:
+    def timed_backend(self, cancel: CancelToken) -> tuple[Backend, float]:
         """In a job's work: the backend and the seconds spent building it now.
 
         The first request builds the backend (torch and diffusers imports, seconds),
-        or waits while the preload thread does: part of model_load, not hidden."""
+        or waits while the preload thread does: part of model_load, not hidden. That
+        wait ends when ``cancel`` is set (a shutdown does not wait for the load)."""
         started = time.perf_counter()
+        while self._preloading and not self._preloaded.wait(0.05):
+            if cancel.cancelled:
+                raise Cancelled(f"Generation {cancel.reason} while the models were loading.")
         backend = self.backend
         return backend, time.perf_counter() - started
 

@@ -80,7 +80,7 @@ def submit_generation(service: ImageService, request: GenerationRequest,
     """Admit one generation job (``request`` already admitted); its handle."""
 
     def work(job: Job, progress: ProgressListener) -> GenerationResult:
-        backend, building_s = service.timed_backend()
+        backend, building_s = service.timed_backend(job.cancel)
         output = backend.generate(request, job.seed, progress, job.cancel)
         return service.keep(job, output, generation_entry(service.settings, request, output),
                             building_s=building_s, preview=previews)

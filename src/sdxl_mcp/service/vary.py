@@ -60,7 +60,7 @@ async def vary(service: ImageService, request: VaryRequest,
                      for r in plan.requests]
 
     def work(job: Job, progress: ProgressListener) -> GenerationResult:
-        backend, building_s = service.timed_backend()
+        backend, building_s = service.timed_backend(job.cancel)
 
         def save(one: GenerationRequest, output: EngineOutput) -> GenerationResult:
             entry = generation_entry(service.settings, one, output)

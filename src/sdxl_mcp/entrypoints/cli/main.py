@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -242,13 +244,30 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         from sdxl_mcp.entrypoints.http.app import serve_http
 
         serve_http(settings, host=args.host, port=args.port)
-        return 0
-    import anyio
+    else:
+        import anyio
 
-    from sdxl_mcp.entrypoints.mcp.stdio import serve_stdio
+        from sdxl_mcp.entrypoints.mcp.stdio import serve_stdio
 
-    anyio.run(serve_stdio, settings)
+        anyio.run(serve_stdio, settings)
+    _leave_background_threads()
     return 0
+
+
+def _leave_background_threads() -> None:
+    """After the graceful shutdown (the service has stopped its jobs and closed its files),
+    exit at once: past a model load still running in a worker thread, which cannot be
+    interrupted and which Python would wait for, and past the interpreter's teardown of
+    torch's modules (a second or more). Hosts kill a server that lingers, and a lingering
+    one holds GPU memory while the host starts the next (docs/RELIABILITY.md "Exit times")."""
+    lingering = [t.name for t in threading.enumerate()
+                 if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if lingering:
+        log.info("Exiting past %d background thread(s) still working", len(lingering))
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _gpu(settings: Settings) -> int:
