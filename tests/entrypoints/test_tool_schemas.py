@@ -20,7 +20,7 @@ from sdxl_mcp.entrypoints.mcp.schema import (
 from sdxl_mcp.entrypoints.mcp.server import build_server
 from sdxl_mcp.schemas import GenerationRequest, GenerationResult, GpuStatus, VariationsResult
 from sdxl_mcp.service.facade import ImageService
-from tests.fakes import GatedBackend
+from tests.fakes import GatedBackend, RecordingBackend
 from tests.helpers_mcp import TOOLS
 
 
@@ -49,40 +49,88 @@ def walk(node: Any) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------ inputs
-def test_input_schema_drops_titles_and_writes_nullable_as_a_type_list() -> None:
+def test_input_schema_drops_titles_and_nulls_and_keeps_one_type() -> None:
     schema = compact_input({
-        "title": "M", "type": "object", "properties": {
+        "title": "M", "type": "object", "additionalProperties": False, "properties": {
             "title": {"title": "Title", "type": "string"},
             "steps": {"anyOf": [{"type": "integer", "minimum": 20}, {"type": "null"}],
                       "default": None, "description": "Steps.", "title": "Steps"},
             "mode": {"anyOf": [{"enum": ["a", "b"], "type": "string"}, {"type": "null"}],
                      "default": "a", "title": "Mode"},
         }})
+    # Optional is "not required" (null still means the default to the server); no
+    # boolean schema, not even additionalProperties: false (the model refuses extras).
     assert schema == {"type": "object", "properties": {
         "title": {"type": "string"},
-        "steps": {"description": "Steps.", "type": ["integer", "null"], "minimum": 20},
-        "mode": {"default": "a", "enum": ["a", "b"]},  # the values say the type
+        "steps": {"description": "Steps.", "type": "integer", "minimum": 20},
+        "mode": {"default": "a", "enum": ["a", "b"], "type": "string"},
     }}
 
 
-def test_input_schema_keeps_a_null_enum_member_when_null_is_the_default() -> None:
-    prop = compact_input({"properties": {"q": {
-        "anyOf": [{"enum": ["high", "fast"], "type": "string"}, {"type": "null"}],
-        "default": None}}})["properties"]["q"]
-    assert prop == {"enum": ["high", "fast", None]}  # the values say the type, null too
+def test_input_schema_drops_a_null_enum_member_and_types_the_enum() -> None:
+    props = compact_input({"properties": {
+        "q": {"anyOf": [{"enum": ["high", "fast"], "type": "string"}, {"type": "null"}],
+              "default": None},
+        "n": {"enum": [1, 2, None], "type": ["integer", "null"]},
+        "s": {"enum": ["x", "y", None]},
+    }})["properties"]
+    assert props == {"q": {"enum": ["high", "fast"], "type": "string"},
+                     "n": {"enum": [1, 2], "type": "integer"},
+                     "s": {"enum": ["x", "y"], "type": "string"}}
 
 
-def test_compact_input_accepts_what_the_model_accepts() -> None:
+def test_input_schema_inlines_every_shape_even_one_used_twice() -> None:
+    schema = compact_input(Outer.model_json_schema())
+    assert "$defs" not in schema and "$ref" not in json.dumps(schema)
+    inner = {"description": "Developer prose.", "type": "object",
+             "properties": {"size": {"default": 0, "description": "Pixels.",
+                                     "type": "integer"}}}
+    assert schema["properties"]["one"] == inner
+    assert schema["properties"]["twice_a"] == inner
+    assert schema["properties"]["twice_b"] == {"default": [], "items": inner, "type": "array"}
+
+
+def test_compact_input_accepts_what_the_model_accepts_but_explicit_nulls() -> None:
     full = GenerationRequest.model_json_schema()
     compact = compact_input(full)
-    for args in ({"prompt": "a cat"}, {"prompt": "a cat", "seed": None, "quality": None},
-                 {"prompt": "a cat", "width": 512, "aspect_ratio": None}):
+    for args in ({"prompt": "a cat"}, {"prompt": "a cat", "seed": 3, "quality": "fast"},
+                 {"prompt": "a cat", "width": 512}, {"prompt": "a cat", "aspect_ratio": "16:9"}):
         jsonschema.validate(args, full)
         jsonschema.validate(args, compact)
     for bad in ({"prompt": ""}, {"prompt": "x", "width": 100}, {"prompt": "x", "width": 260},
-                {"prompt": "x", "quality": "best"}, {"prompt": "x", "nope": 1}):
+                {"prompt": "x", "quality": "best"}, {"prompt": "x", "seed": -1}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, compact)
+    # Published: an optional field is left out, never null. The model (what the server
+    # validates with) still reads null as the default: the next test.
+    for nulls in ({"prompt": "a cat", "seed": None}, {"prompt": "a cat", "quality": None}):
+        jsonschema.validate(nulls, full)
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(nulls, compact)
+
+
+async def test_server_still_reads_an_explicit_null_as_the_default(
+    make_settings: Callable[..., Any],
+) -> None:
+    settings = make_settings()
+    backend = RecordingBackend()
+    server = build_server(settings, ImageService(settings, backend=backend))  # type: ignore[arg-type]
+    async with Client(server) as client:
+        result = await client.call_tool("generate_image", {
+            "prompt": "a lighthouse", "width": 256, "height": 256, "num_inference_steps": 20,
+            "seed": None, "quality": None, "negative_prompt": None, "aspect_ratio": None,
+            "use_refinement": None, "guidance_scale": None})
+        assert not result.is_error, result.content
+        assert result.structured_content and result.structured_content["status"] == "succeeded"
+        assert isinstance(result.structured_content["seed"], int)  # null: a random seed
+        (request, _seed), = backend.requests
+        defaults = GenerationRequest(prompt="a lighthouse")
+        assert request.guidance_scale == defaults.guidance_scale
+        assert request.quality is None and request.aspect_ratio is None
+        # The compact schema no longer says additionalProperties: false; the model
+        # still refuses a name it does not know, in one sentence naming it.
+        refused = await client.call_tool("generate_image", {"prompt": "x", "nope": 1})
+    assert refused.is_error and "nope" in refused.content[0].text  # type: ignore[union-attr]
 
 
 # ------------------------------------------------------------------ outputs
@@ -91,7 +139,7 @@ def test_output_schema_keeps_names_and_types_only() -> None:
     keywords = {key for node in walk(schema) for key in node}
     assert not keywords & {"description", "default", "required"}
     assert set(schema["properties"]) == {"title", "kind", "mode", "one", "twice_a", "twice_b"}
-    assert schema["properties"]["kind"] == {"type": ["string", "null"]}
+    assert schema["properties"]["kind"] == {"anyOf": [{"type": "string"}, {"type": "null"}]}
     assert schema["properties"]["title"] == {"type": "string"}
 
 
@@ -107,6 +155,23 @@ def test_output_schema_inlines_a_shape_used_once_and_refers_to_one_used_more() -
     assert set(many["$defs"]) == {"Inner"}
     assert many["properties"]["twice_b"] == {"items": {"$ref": "#/$defs/Inner"},
                                              "type": "array"}
+
+
+def test_output_schema_writes_a_nullable_shape_as_any_of_with_its_keywords_inside() -> None:
+    class Maybe(BaseModel):
+        inner: Inner | None = None
+        size: int | None = Field(None, ge=0)
+
+    schema = compact_output(Maybe.model_json_schema())
+    assert schema["properties"] == {
+        "inner": {"anyOf": [{"properties": {"size": {"type": "integer"}}, "type": "object"},
+                            {"type": "null"}]},
+        "size": {"anyOf": [{"minimum": 0, "type": "integer"}, {"type": "null"}]},
+    }
+    jsonschema.validate({"inner": None, "size": None}, schema)
+    jsonschema.validate({"inner": {"size": 2}, "size": 1}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"inner": {"size": "2"}}, schema)
 
 
 def test_a_brief_lists_some_fields_and_still_accepts_the_whole_object() -> None:

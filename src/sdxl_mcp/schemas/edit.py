@@ -57,7 +57,7 @@ class EditRequest(BaseModel):
         None, description="What to avoid."
     )
     seed: int | None = Field(
-        None, ge=0, le=SEED_MAX, description="Null: random (returned)."
+        None, ge=0, le=SEED_MAX, description="Omitted or null: random (returned)."
     )
     num_inference_steps: int = Field(
         30, ge=1, le=100, description="Schedule; about strength x this many run."

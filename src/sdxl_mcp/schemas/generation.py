@@ -68,7 +68,8 @@ class GenerationRequest(BaseModel):
         1024, ge=256, le=2048, json_schema_extra={"multipleOf": 8}, description="Pixels."
     )
     seed: int | None = Field(
-        None, ge=0, le=SEED_MAX, description="Null: random (returned); same seed, same image."
+        None, ge=0, le=SEED_MAX,
+        description="Omitted or null: random (returned); same seed, same image.",
     )
     refiner_mode: RefinerMode = Field(
         "ensemble", description="ensemble: refiner ends base's schedule; sequential: img2img."

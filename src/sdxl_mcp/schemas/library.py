@@ -22,7 +22,8 @@ class FindImagesRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     query: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = (
-        Field(None, description="Words in prompts, alt text, photographers; null: newest.")
+        Field(None,
+              description="Words in prompts, alt text, photographers; omitted or null: newest.")
     )
     source: Literal["sdxl", "pexels"] | None = Field(None, description="Only this source.")
     limit: int = Field(10, ge=1, le=50)

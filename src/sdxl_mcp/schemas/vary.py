@@ -41,7 +41,7 @@ from sdxl_mcp.schemas.prompt_syntax import check_prompt_syntax
 __all__ = ["MAX_VARIATIONS", "OVERRIDES", "VariationsResult", "VaryRequest"]
 
 MAX_VARIATIONS = 4
-_KEEP = "null keeps the source's."
+_KEEP = "omitted or null keeps the source's."
 
 
 class VaryRequest(BaseModel):
@@ -55,7 +55,7 @@ class VaryRequest(BaseModel):
     count: int = Field(1, ge=1, le=MAX_VARIATIONS, description="How many images.")
     seed: int | None = Field(
         None, ge=0, le=SEED_MAX,
-        description="First seed (then seed+1, ...); null: random.",
+        description="First seed (then seed+1, ...); omitted or null: random.",
     )
     # The overrides: the Request's fields, optional (the source's value when null).
     # Their meaning is generate_image's; the tool description says so once.

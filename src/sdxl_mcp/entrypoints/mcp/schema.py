@@ -1,17 +1,19 @@
-"""Compact JSON Schemas for tool definitions: what an agent pays for in every conversation.
+"""Compact, portable JSON Schemas for tool definitions: what an agent pays for every time.
 
 Pure functions on JSON Schema dicts (no MCP, no pydantic models). :func:`compact_input` keeps
-every name, type, bound, enum, default other than null, and description;
-:func:`compact_output` also drops descriptions and defaults but keeps names and types, so a
-client that validates ``structuredContent`` accepts what it accepted before;
-:func:`tools_list_size` is the budget's measure (details: docs/ARCHITECTURE.md "Guarantees").
+every name, type, bound, enum, non-null default and description, in the subset Gemini-backed
+hosts accept (one ``type`` string, no ``anyOf``/``$ref``/boolean schemas, enums typed): an
+optional field is simply not required, and the server still reads null as its default;
+:func:`compact_output` keeps names and types (nullable as ``anyOf`` with null), so a client
+that validates ``structuredContent`` accepts it; :func:`tools_list_size` is the budget's
+measure (docs/TOOLS.md "What an agent reads", docs/ARCHITECTURE.md "Guarantees").
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 #: docs/TOOLS.md: the whole tools/list answer stays under this many characters.
@@ -26,12 +28,12 @@ _SILENT_PATTERNS = frozenset({r"^[^\x00]*$"})
 
 
 def compact_input(schema: dict[str, Any]) -> dict[str, Any]:
-    """An input schema without titles and null defaults, nullables as type lists."""
+    """An input schema without titles and null defaults, in the portable subset.
+
+    Every ``$ref`` inlined, "X or null" as plain X (not required), one ``type``
+    string per schema, an enum with its values' type and no null, no boolean schemas."""
     out = _walk(copy.deepcopy(schema), drop={"title"}, drop_null_default=True)
-    for prop in out.get("properties", {}).values():
-        _drop_null_beside_default(prop)
-    _drop_enum_types(out)
-    return _inline_single_use_defs(out)
+    return _map_schemas(_inline_defs(out, every=True), _single_type)
 
 
 def compact_output(
@@ -44,7 +46,7 @@ def compact_output(
     out = _walk(out, drop={"title", "description", "default", "required"},
                 drop_null_default=True)
     _drop_enum_types(out)
-    return _inline_single_use_defs(out)
+    return _map_schemas(_inline_defs(out, every=False), _nullable_as_any_of)
 
 
 def _drop_enum_types(schema: dict[str, Any]) -> None:
@@ -92,14 +94,67 @@ def _walk(node: Any, *, drop: set[str], drop_null_default: bool) -> Any:
     return _merge_nullable(out)
 
 
-def _drop_null_beside_default(prop: dict[str, Any]) -> None:
-    kind = prop.get("type")
-    if prop.get("default") is None or not isinstance(kind, list) or "null" not in kind:
-        return
-    rest = [k for k in kind if k != "null"]
-    prop["type"] = rest[0] if len(rest) == 1 else rest
-    if "enum" in prop:
-        prop["enum"] = [v for v in prop["enum"] if v is not None]
+_SUB_SCHEMA = frozenset({"items", "additionalProperties", "not", "contains", "propertyNames"})
+_SUB_SCHEMAS = frozenset({"anyOf", "oneOf", "allOf", "prefixItems"})
+_NAMED_SCHEMAS = frozenset({"properties", _DEFS, "patternProperties"})
+_JSON_TYPES = ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"))
+
+
+def _map_schemas(node: Any, fn: Callable[[dict[str, Any]], dict[str, Any]]) -> Any:
+    """``fn`` applied to every (sub)schema, innermost first; property names stay names."""
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in _NAMED_SCHEMAS and isinstance(value, dict):
+            out[key] = {name: _map_schemas(sub, fn) for name, sub in value.items()}
+        elif key in _SUB_SCHEMAS and isinstance(value, list):
+            out[key] = [_map_schemas(sub, fn) for sub in value]
+        elif key in _SUB_SCHEMA:
+            out[key] = _map_schemas(value, fn)
+        else:
+            out[key] = value
+    return fn(out)
+
+
+def _single_type(node: dict[str, Any]) -> dict[str, Any]:
+    """The portable input form of one schema: null is expressed by not requiring the field."""
+    options = node.get("anyOf")
+    if isinstance(options, list) and {"type": "null"} in options:
+        rest = [o for o in options if o != {"type": "null"}]
+        node = {k: v for k, v in node.items() if k != "anyOf"}
+        if len(rest) == 1 and isinstance(rest[0], dict):
+            node = {**rest[0], **node}  # the field's own words win over the option's
+        else:
+            node["anyOf"] = rest
+    kind = node.get("type")
+    if isinstance(kind, list):
+        rest_types = [k for k in kind if k != "null"]
+        node["type"] = rest_types[0] if len(rest_types) == 1 else rest_types
+    if "enum" in node:
+        node["enum"] = [v for v in node["enum"] if v is not None]
+        if "type" not in node:
+            types = {next((name for cls, name in _JSON_TYPES if isinstance(v, cls)), None)
+                     for v in node["enum"]}
+            if len(types) == 1 and None not in types:
+                node["type"] = types.pop()
+    if isinstance(node.get("additionalProperties"), bool):
+        del node["additionalProperties"]  # the arguments model still refuses unknown names
+    return node
+
+
+def _nullable_as_any_of(node: dict[str, Any]) -> dict[str, Any]:
+    """``type: [X, "null"]`` -> ``anyOf: [{type: X, ...its keywords}, {type: null}]``."""
+    kind = node.get("type")
+    if not isinstance(kind, list):
+        return node
+    rest = {k: v for k, v in node.items() if k != "type"}
+    types = [k for k in kind if k != "null"]
+    options: list[dict[str, Any]] = (
+        [{**rest, "type": types[0]}] if len(types) == 1 else [{"type": t} for t in types])
+    if "null" in kind:
+        options.append({"type": "null"})
+    return {"anyOf": options} if len(types) == 1 else {**rest, "anyOf": options}
 
 
 def _trim(node: Any, brief: Mapping[str, Collection[str]]) -> Any:
@@ -138,26 +193,29 @@ def _merge_nullable(node: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _inline_single_use_defs(schema: dict[str, Any]) -> dict[str, Any]:
+def _inline_defs(schema: dict[str, Any], *, every: bool) -> dict[str, Any]:
+    """``$ref`` replaced by its ``$defs`` entry: every one, or those used once."""
     defs = schema.get(_DEFS)
     if not isinstance(defs, dict):
         return schema
     counts: dict[str, int] = {}
     _count_refs(schema, counts)
-    single = {name for name in defs if counts.get(name, 0) == 1}
-    kept = {name: body for name, body in defs.items() if counts.get(name, 0) > 1}
+    single = {name for name in defs if every or counts.get(name, 0) == 1}
+    kept = {name: body for name, body in defs.items()
+            if name not in single and counts.get(name, 0) > 1}  # unused ones go
 
-    def inline(node: Any) -> Any:
+    def inline(node: Any, seen: frozenset[str] = frozenset()) -> Any:
         if isinstance(node, list):
-            return [inline(item) for item in node]
+            return [inline(item, seen) for item in node]
         if not isinstance(node, dict):
             return node
         ref = node.get("$ref")
-        if isinstance(ref, str) and ref.startswith(_REF_PREFIX) and len(node) == 1:
+        if isinstance(ref, str) and ref.startswith(_REF_PREFIX):
             name = ref.removeprefix(_REF_PREFIX)
-            if name in single:
-                return inline(defs[name])
-        return {k: inline(v) for k, v in node.items() if k != _DEFS}
+            if name in single and name not in seen:  # a recursive shape keeps its $ref
+                siblings = {k: inline(v, seen) for k, v in node.items() if k != "$ref"}
+                return {**inline(defs[name], seen | {name}), **siblings}
+        return {k: inline(v, seen) for k, v in node.items() if k != _DEFS}
 
     out = inline(schema)
     if kept:

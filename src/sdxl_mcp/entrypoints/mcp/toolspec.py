@@ -1,8 +1,8 @@
 """The MCP tool machinery: a tool's spec, its annotations, its error results.
 
 Guarantees: a tool's input schema is its arguments model's JSON Schema made
-compact (``entrypoints.mcp.schema``), so the arguments are flat (the model's fields at top
-level) and carry the model's bounds; its output schema is the output model's,
+compact and portable (``entrypoints.mcp.schema``), so the arguments are flat (the model's
+fields at top level) and carry the model's bounds; its output schema is the output model's,
 names and types only, and a shape listed in full by one tool is listed briefly
 by the others (``brief``). Arguments are validated once, by that model, and a
 failure is an ``isError`` result of one sentence naming the field; every
@@ -156,8 +156,10 @@ BRIEF_CANCEL: Mapping[str, tuple[str, ...]] = {"GenerationResult": _JOB}
 BRIEF_VARY: Mapping[str, tuple[str, ...]] = {
     "GenerationResult": ("status", "message", "image_id", "path", "seed")}
 #: generate_image lists the Result but the fields only an edit fills and those an
-#: agent does not act on (the seed's image_url/image repeat path; they still come back).
+#: agent does not act on (the seed's image_url/image repeat path, attribution holds
+#: the Pexels photo's credit and page; they still come back).
 FULL_RESULT: Mapping[str, tuple[str, ...]] = {"GenerationResult": tuple(
     name for name in GenerationResult.model_fields if name not in (
         "source_image_id", "mask_image_id", "image_url", "image", "metadata_path",
-        "device", "refiner_error", "cached"))}
+        "device", "refiner_error", "cached", "steps", "pexels_photo_id",
+        "pexels_page_url"))}

@@ -28,7 +28,8 @@ def specs(settings: Settings) -> list[ToolSpec]:
             arguments=NoArguments,
             output=GpuStatus,
             handler=gpu_status,
-            brief={"EngineStatus": ("state", "error", "device", "dtype", "load_time_s")},
+            # precision says the dtype; the engine's dtype and load_time_s still come.
+            brief={"EngineStatus": ("state", "error", "device")},
             annotations=tool_annotations(read_only=True, idempotent=True),
         ),
     ]

@@ -35,6 +35,11 @@ def specs(settings: Settings) -> list[ToolSpec]:
             arguments=StockSearchRequest,
             output=StockSearchResult,
             handler=search_stock_image,
+            # What an agent picks a photo by and credits; the sizes, colour, the
+            # photographer's page and the saved copy's bookkeeping still come.
+            brief={"PexelsPhoto": ("id", "url", "photographer", "alt", "src"),
+                   "DownloadedPhoto": ("photo_id", "image_id", "path", "attribution",
+                                       "width", "height")},
             annotations=tool_annotations(idempotent=True, open_world=True),
         ),
     ]
