@@ -3,9 +3,9 @@
 That client validates every ``structuredContent`` against the tool's output
 schema (Ajv) and throws on a mismatch, so this is the check that the compact
 output schemas (``entrypoints.mcp.schema``) still describe what the tools send. The SDK is
-installed once with npm, at a pinned version, into a cache folder outside the
-repository (``~/.cache/sdxl-mcp-tests/``, reused between runs); without node
-and npm, or when npm cannot install, the test is skipped and says why.
+installed once with npm, at a pinned version, outside the repository
+(``tests/helpers_npm.py``); without node and npm, or when npm cannot install,
+the test is skipped and says why.
 """
 
 from __future__ import annotations
@@ -23,35 +23,16 @@ import pytest
 from sdxl_mcp.entrypoints.mcp.guide import PROMPT_NAME
 from tests.env import server_env
 from tests.helpers_mcp import TOOLS
+from tests.helpers_npm import npm_package
 
 TS_SDK_VERSION = "1.32.2"
 SCRIPT = Path(__file__).parent / "ts_client" / "check.mjs"
 
 
-def cache_dir() -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "sdxl-mcp-tests" / f"ts-sdk-{TS_SDK_VERSION}"
-
-
 @pytest.fixture(scope="module")
 def ts_client() -> Path:
     """The cache folder with the pinned SDK installed and the check script beside it."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.skip("node and npm are needed for the TypeScript client check")
-    folder = cache_dir()
-    installed = folder / "node_modules" / "@modelcontextprotocol" / "sdk" / "package.json"
-    if not (installed.is_file()
-            and json.loads(installed.read_text())["version"] == TS_SDK_VERSION):
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "package.json").write_text('{"name": "sdxl-mcp-ts-check", "private": true}\n')
-        proc = subprocess.run(
-            [npm, "install", "--no-audit", "--no-fund", "--loglevel=error",
-             f"@modelcontextprotocol/sdk@{TS_SDK_VERSION}"],
-            cwd=folder, capture_output=True, text=True, timeout=600, check=False)
-        if proc.returncode != 0:
-            pytest.skip(f"npm could not install @modelcontextprotocol/sdk@{TS_SDK_VERSION}: "
-                        f"{(proc.stderr or proc.stdout).strip()[-300:]}")
+    folder = npm_package("@modelcontextprotocol/sdk", TS_SDK_VERSION, f"ts-sdk-{TS_SDK_VERSION}")
     # Beside node_modules, so the script's imports resolve there.
     shutil.copyfile(SCRIPT, folder / SCRIPT.name)
     return folder
