@@ -14,6 +14,16 @@ from sdxl_mcp.errors import Cancelled
 from sdxl_mcp.schemas import EditRequest, EngineStateName, EngineStatus, GenerationRequest
 
 
+def engine_output(image: Image.Image, **fields: Any) -> EngineOutput:
+    """What a backend hands back for ``image``: an fp32 CPU base-only run of the "fake"
+    model unless ``fields`` say otherwise."""
+    values: dict[str, Any] = {
+        "image": image, "seed": 1, "steps_base": 20, "steps_refiner": 0, "refined": False,
+        "refiner_error": None, "precision": "fp32", "device": "cpu", "base_model": "fake",
+        "refiner_model": None}
+    return EngineOutput(**{**values, **fields})
+
+
 class GatedBackend:
     """Generations (and optionally loading) wait until the test opens a gate.
 
@@ -67,12 +77,9 @@ class GatedBackend:
         for step in range(1, 4):
             if on_progress:
                 on_progress(ProgressEvent("base", step, 3, step, 3))
-        return EngineOutput(
-            image=Image.new("RGB", (req.width, req.height), (seed % 256, 100, 150)),
-            seed=seed, steps_base=step, steps_refiner=0, refined=False, refiner_error=None,
-            precision="fp32", device="cpu", base_model="fake", refiner_model=None,
-            timings={"base": 0.01},
-        )
+        return engine_output(
+            Image.new("RGB", (req.width, req.height), (seed % 256, 100, 150)), seed=seed,
+            steps_base=step, timings={"base": 0.01})
 
     def generate_batch(
         self, req: GenerationRequest, seeds: Sequence[int], on_progress: Any = None,

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sdxl_mcp.backend.base import EngineOutput
 from sdxl_mcp.library import ImageStore, parse_infotext
 from sdxl_mcp.schemas import GenerationRequest
 from sdxl_mcp.service.generate import generation_entry
 from sdxl_mcp.service.keeping import save_output
 from sdxl_mcp.settings import Settings
+from tests.fakes import engine_output
 from tests.helpers_cli import run_cli
 
 
@@ -191,9 +191,7 @@ def _catalogued_source(tmp_path: Path) -> Path:
     request = GenerationRequest(prompt="a red fox", seed=1, width=256, height=256,
                                 num_inference_steps=20, use_refinement=False)
     pixels = np.random.default_rng(1).integers(0, 256, (256, 256, 3), dtype=np.uint8)
-    output = EngineOutput(image=Image.fromarray(pixels), seed=1, steps_base=20, steps_refiner=0,
-                          refined=False, refiner_error=None, precision="fp32", device="cpu",
-                          base_model="tiny-random", refiner_model=None)
+    output = engine_output(Image.fromarray(pixels), base_model="tiny-random")
     with ImageStore(settings.output_dir) as store:
         entry = generation_entry(settings, request, output)
         result = save_output(store, settings, "job-source", output, entry, 0.0)

@@ -13,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from sdxl_mcp.backend.base import EngineOutput
 from sdxl_mcp.schemas import EditRequest, GenerationRequest, describe_validation_error
 from sdxl_mcp.schemas.prompt_syntax import (
     Fragment,
@@ -24,6 +23,7 @@ from sdxl_mcp.schemas.prompt_syntax import (
 )
 from sdxl_mcp.schemas.vary import VaryRequest
 from sdxl_mcp.service.results import infotext_params
+from tests.fakes import engine_output
 
 F = Fragment
 R, S = 1.1, round(1 / 1.1, 6)
@@ -115,9 +115,7 @@ def test_the_request_and_the_infotext_keep_the_prompt_as_written() -> None:
     written = "a (lighthouse:1.3) at dawn BREAK [fog], film <lora:grain:0.5>"
     request = GenerationRequest(prompt=written, negative_prompt="(blurry)")
     assert request.prompt == written
-    output = EngineOutput(image=None, seed=1, steps_base=1, steps_refiner=0,  # type: ignore[arg-type]
-                          refined=False, refiner_error=None, precision="fp32", device="cpu",
-                          base_model="m", refiner_model=None)
+    output = engine_output(None, steps_base=1, base_model="m")  # type: ignore[arg-type]
     params = infotext_params(request, output)
     assert (params.prompt, params.negative_prompt) == (written, "(blurry)")
 

@@ -16,16 +16,14 @@ from sdxl_mcp.library import ImageStore, parse_infotext
 from sdxl_mcp.schemas import EditRequest, GenerationResult
 from sdxl_mcp.service.keeping import Entry, Keeper
 from sdxl_mcp.settings import Settings
+from tests.fakes import engine_output
 from tests.helpers_images import files
 
 
 def output(**fields: Any) -> EngineOutput:
-    values: dict[str, Any] = dict(
-        image=Image.new("RGB", (64, 48), (10, 200, 30)), seed=7, steps_base=4, steps_refiner=0,
-        refined=False, refiner_error=None, precision="fp32", device="cpu", base_model="base",
-        refiner_model=None, timings={"base": 0.5, "model_load": 0.25})
-    values.update(fields)
-    return EngineOutput(**values)
+    return engine_output(Image.new("RGB", (64, 48), (10, 200, 30)), **{
+        "seed": 7, "steps_base": 4, "base_model": "base",
+        "timings": {"base": 0.5, "model_load": 0.25}, **fields})
 
 
 def an_edit_entry() -> Entry:

@@ -258,7 +258,7 @@ def _leave_background_threads() -> None:
     """After the graceful shutdown (the service has stopped its jobs and closed its files),
     exit at once: past a model load still running in a worker thread, which cannot be
     interrupted and which Python would wait for, and past the interpreter's teardown of
-    torch's modules (a second or more). Hosts kill a server that lingers, and a lingering
+    torch's modules. Hosts kill a server that lingers, and a lingering
     one holds GPU memory while the host starts the next (docs/RELIABILITY.md "Exit times")."""
     lingering = [t.name for t in threading.enumerate()
                  if t is not threading.main_thread() and not t.daemon and t.is_alive()]
