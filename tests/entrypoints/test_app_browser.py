@@ -66,7 +66,7 @@ class Env:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
-    from helpers_app import bridge_bundle
+    from tests.helpers_app import bridge_bundle
 
     bundle, why = await asyncio.to_thread(bridge_bundle)
     if bundle is None:
