@@ -117,6 +117,12 @@ class Settings(BaseSettings):
         default_factory=list,
         description="folders (comma-separated) whose images tools may read by absolute path",
     )
+    url_import: bool = Field(
+        True, description="image arguments may be http(s) URLs (fetched under the address rules)"
+    )
+    url_allow_private: bool = Field(
+        False, description="image URLs may lead to loopback and private addresses (intranets)"
+    )
     backend: Literal["local", "ray"] = "local"
     ray_address: str = ""
     replicas: int = Field(1, ge=1, le=64, description="Ray backend: engine replicas")

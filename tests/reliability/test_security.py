@@ -33,6 +33,7 @@ import pytest
 from mcp import Client
 
 from sdxl_mcp.entrypoints.http.app import build_http_app
+from sdxl_mcp.entrypoints.http.rest import MAX_IMAGE_BODY, MAX_JSON_BODY
 from sdxl_mcp.entrypoints.mcp.server import build_server
 from sdxl_mcp.errors import SettingsError
 from sdxl_mcp.service.facade import ImageService
@@ -192,17 +193,19 @@ def test_rest_job_route_answers_only_real_job_ids(planted: Planted) -> None:
     assert status == 200 and json.loads(body)["job_id"] == planted.job_id
 
 
-@pytest.mark.parametrize(("route", "cap_mib"), [(GENERATE, 1 / 16), ("/mcp", 4)],
-                         ids=["rest-64KiB", "mcp-4MiB"])
+@pytest.mark.parametrize(("route", "cap_mib"), [
+    (GENERATE, MAX_JSON_BODY / 2**20), ("/api/media/edit-image", MAX_IMAGE_BODY / 2**20),
+    ("/mcp", MAX_IMAGE_BODY / 2**20),
+], ids=["rest-64KiB", "rest-images-12MiB", "mcp-12MiB"])
 @pytest.mark.parametrize("declared", [False, True], ids=["chunked", "content-length"])
 def test_an_oversized_body_is_refused_at_the_cap_not_buffered(
     planted: Planted, route: str, cap_mib: float, declared: bool
 ) -> None:
     """Declared or streamed, a body past the cap is answered with 413 while the client is
-    still sending (before the fix, REST read a chunked body to its end, however long; /mcp
-    has the MCP SDK's own 4 MiB cap)."""
+    still sending (before the fix, REST read a chunked body to its end, however long; routes
+    whose image arguments may be data URIs, /mcp included, take up to 12 MiB)."""
     port = planted.live.port
-    framing = b"Content-Length: %d" % (16 * 2**20) if declared else b"Transfer-Encoding: chunked"
+    framing = b"Content-Length: %d" % (24 * 2**20) if declared else b"Transfer-Encoding: chunked"
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(b"POST " + route.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
                      b"Content-Type: application/json\r\n"

@@ -1,20 +1,23 @@
 """What the faces ask of the library: resolve, view, find, export.
 
 One object per started service, over its opened store: the resolver (the only
-reader of image arguments), the view cache and the exporter. Every method runs
-its blocking work (disk, SQLite, Pillow) in a worker thread, so the event loop
-never stalls. No MCP or HTTP code here.
+reader of image arguments), images from outside (URLs and data URIs, brought
+into the library before the resolver reads them), the view cache and the
+exporter. Every method runs its blocking work (disk, SQLite, Pillow) in a
+worker thread, so the event loop never stalls. No MCP or HTTP-server code here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio.to_thread
 
-from sdxl_mcp.library.catalog import CatalogRecord
+from sdxl_mcp.library.catalog import SOURCES, CatalogRecord
 from sdxl_mcp.library.exports import Exporter
+from sdxl_mcp.library.outside_images import OutsideImages, is_outside
 from sdxl_mcp.library.resolver import ImageResolver, ResolvedImage
 from sdxl_mcp.library.store import ImageStore
 from sdxl_mcp.library.transforms import Transform
@@ -27,18 +30,32 @@ from sdxl_mcp.schemas import (
     LibraryImage,
 )
 
+if TYPE_CHECKING:
+    from sdxl_mcp.library.url_fetch import UrlFetcher
+
 
 class Library:
     """What tools, REST routes and the gallery ask of the library."""
 
-    def __init__(self, store: ImageStore, input_dirs: Sequence[Path] = ()) -> None:
+    def __init__(self, store: ImageStore, input_dirs: Sequence[Path] = (), *,
+                 make_url_fetcher: Callable[[], UrlFetcher] | None = None) -> None:
         self.store = store
         #: Reads image arguments (image_id, image:// URI, allowed path); blocking calls.
         self.resolver = ImageResolver(store, tuple(input_dirs))
+        #: URLs and data URIs; ``make_url_fetcher`` None turns URL input off.
+        self.outside = OutsideImages(store, make_url_fetcher)
         self._exporter = Exporter(store.output_dir)
 
+    async def aclose(self) -> None:
+        """Close the URL fetcher's connections (if one was made)."""
+        await self.outside.aclose()
+
     async def resolve(self, reference: str, argument: str = "image") -> ResolvedImage:
-        """The image an argument names (see ``library.resolver``)."""
+        """The image an argument names (``library.resolver``); a URL or a data URI is
+        brought into the library first (``library.outside_images``)."""
+        if is_outside(reference):
+            record = await self.outside.bring_in(reference, argument)
+            reference = record.image_id or record.name
         return await anyio.to_thread.run_sync(self.resolver.resolve, reference, argument)
 
     async def view_image(self, reference: str, transform: Transform | None) -> tuple[bytes, str]:
@@ -69,7 +86,7 @@ def library_image(record: CatalogRecord) -> LibraryImage:
         image_id=record.image_id or record.path.stem,
         uri=f"image://{record.image_id or record.path.stem}",
         path=str(record.path),
-        source="pexels" if record.source == "pexels" else "sdxl",
+        source=record.source if record.source in SOURCES else "sdxl",  # type: ignore[arg-type]
         prompt=record.prompt,
         alt=str(alt) if alt else None,
         width=record.width,

@@ -3,8 +3,8 @@
 Guarantees:
 
 * one row per published file (generated or downloaded): name, absolute path,
-  prompt, parameters, seed, source (``sdxl`` | ``pexels``), source id, sha256,
-  size, creation time and the full Result JSON;
+  prompt, parameters, seed, source (``sdxl`` | ``pexels`` | ``url`` | ``upload``),
+  source id, sha256, size, creation time and the full Result JSON;
 * the catalog lives in the output directory, in WAL mode, and a schema newer
   than this version knows is refused, never rewritten;
 * one connection shared by all threads, serialised by a lock;
@@ -43,7 +43,8 @@ __all__ = ["CATALOG_FILENAME", "SCHEMA_VERSION", "SOURCES", "Catalog", "CatalogR
 CATALOG_FILENAME = "catalog.sqlite3"
 # 2: the jobs table (now sdxl_mcp.service.jobtable); 3: image ids and full-text search
 SCHEMA_VERSION = 3
-SOURCES = ("sdxl", "pexels")
+#: Generated, a Pexels download, fetched from a URL, or a data URI (library.outside_images).
+SOURCES = ("sdxl", "pexels", "url", "upload")
 
 
 
@@ -83,11 +84,11 @@ class CatalogRecord:
     sha256: str
     width: int
     height: int
-    source: str = "sdxl"  # 'sdxl' | 'pexels'
+    source: str = "sdxl"  # one of SOURCES
     negative_prompt: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None
-    source_id: str | None = None  # e.g. the Pexels photo id
+    source_id: str | None = None  # the Pexels photo id; the sha256 of a url/upload
     created: str = field(default_factory=_utc_now_iso)  # ISO-8601 UTC
     result_json: str | None = None  # the full Result as JSON, if known
     #: Identical requests with an explicit seed share it (see ``library.reuse``).

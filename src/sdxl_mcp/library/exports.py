@@ -208,7 +208,7 @@ def markdown_img(src: str, alt: str) -> str:
 def default_alt(resolved: ResolvedImage) -> str:
     """Pexels alt text, else the prompt without style tags, else a neutral phrase."""
     record = resolved.record
-    if record is None:
+    if record is None or record.source in ("url", "upload"):  # nothing says what it shows
         return "Image"
     if record.source == "pexels":
         alt = clip_words(str(record.parameters.get("alt") or ""), MAX_ALT)

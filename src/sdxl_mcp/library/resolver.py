@@ -1,5 +1,8 @@
 """The one way an image argument is read: ``image_id``, ``image://`` URI or allowed path.
 
+(URLs and data URIs are brought into the library first, by ``library.outside_images``,
+and then read here by their image_id.)
+
 Guarantees (docs/LIBRARY.md):
 
 * an argument is an ``image_id``, an ``image://{image_id}`` URI (the older
@@ -59,8 +62,8 @@ class ImageResolver:
 
     def accepts(self, argument: str) -> str:
         folders = "OUTPUT_DIR" + (" or SDXL_MCP_INPUT_DIRS" if self.input_dirs else "")
-        return (f"{argument} must be an image_id, an image:// URI, or an absolute path of an "
-                f"image inside {folders}")
+        return (f"{argument} must be an image_id, an image:// URI, an absolute path of an "
+                f"image inside {folders}, an http(s) URL or a data:image/png;base64 URI")
 
     def resolve(self, reference: str, argument: str = "image") -> ResolvedImage:
         """The image ``reference`` names; raises BadRequest / NotFound naming ``argument``."""

@@ -41,6 +41,7 @@ from sdxl_mcp.schemas.generation import (
 from sdxl_mcp.schemas.library import (
     FindImagesRequest,
     FindImagesResult,
+    ImageSource,
     LibraryImage,
 )
 from sdxl_mcp.schemas.status import (
@@ -79,6 +80,7 @@ __all__ = [
     "GenerationResult",
     "GpuStatus",
     "ImageInfo",
+    "ImageSource",
     "JobStatus",
     "LibraryImage",
     "NegativePrompt",

@@ -43,7 +43,7 @@ class EditRequest(BaseModel):
     model_config = REQUEST_CONFIG
 
     image: ImageReference = Field(
-        description="image_id, image:// URI or allowed path (stock photos too)."
+        description="image_id, image:// URI, allowed path, http(s) URL or data: URI."
     )
     prompt: Prompt = Field(description="What the result should show.")
     mask: ImageReference | None = Field(

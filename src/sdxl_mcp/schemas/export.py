@@ -49,7 +49,8 @@ class ExportRequest(BaseModel):
 
     model_config = REQUEST_CONFIG
 
-    image: ImageReference = Field(description="image_id, image:// URI or allowed path.")
+    image: ImageReference = Field(
+        description="image_id, image:// URI, allowed path, http(s) URL or data: URI.")
     preset: ExportPreset = Field(
         "og", description="og 1200x630, hero 1600x900, square 1080x1080, thumbnail 400x400, "
         "original (same size)."

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -149,10 +150,34 @@ def _publish_null_means_default(schema: dict[str, Any], model: type[Any]) -> Non
 #: nullable (a JSON null means the default).
 REQUEST_CONFIG = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False,
                             json_schema_extra=_publish_null_means_default)
-#: An image the resolver (``library.resolver``) reads: an image_id, an
-#: ``image://`` URI or an allowed absolute path.
+#: A data URI carries at most this many bytes once decoded (docs/LIBRARY.md).
+MAX_UPLOAD_BYTES = 4 * 1024 * 1024
+#: The longest data URI that can hold MAX_UPLOAD_BYTES (base64 plus its header).
+MAX_DATA_URI_CHARS = (MAX_UPLOAD_BYTES + 2) // 3 * 4 + 64
+#: Any other image reference (an id, a path, a URL) is at most this long.
+MAX_REFERENCE_CHARS = 4096
+
+
+def _reference_length(value: Any) -> Any:
+    """Say which limit a long reference breaks (a data URI's is 4 MB of image)."""
+    if not isinstance(value, str):
+        return value
+    if value.lstrip()[:5].lower() == "data:":
+        if len(value.strip()) > MAX_DATA_URI_CHARS:
+            raise ValueError(f"a data URI holds at most {MAX_UPLOAD_BYTES // 2**20} MB of image; "
+                             "pass a URL or a smaller image")
+    elif len(value.strip()) > MAX_REFERENCE_CHARS:
+        raise ValueError(f"an image_id, path or URL is at most {MAX_REFERENCE_CHARS} characters")
+    return value
+
+
+#: An image argument: an image_id, an ``image://`` URI or an allowed absolute path
+#: (``library.resolver``), an http(s) URL or a data URI (``library.outside_images``).
+#: The lengths are checked first, so the error names the limit that applies.
 ImageReference = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4096), _NO_NUL
+    str, StringConstraints(strip_whitespace=True, min_length=1),
+    Field(json_schema_extra={"pattern": r"^[^\x00]*$", "maxLength": MAX_DATA_URI_CHARS}),
+    BeforeValidator(_reference_length),
 ]
 
 

@@ -14,6 +14,9 @@ from pydantic import (
 
 from sdxl_mcp.schemas.fields import json_number
 
+#: Where a library image came from: generated, Pexels, an image URL, a data URI.
+ImageSource = Literal["sdxl", "pexels", "url", "upload"]
+
 
 # ------------------------------------------------------------------ the library
 class FindImagesRequest(BaseModel):
@@ -25,7 +28,7 @@ class FindImagesRequest(BaseModel):
         Field(None,
               description="Words in prompts, alt text, photographers; omitted or null: newest.")
     )
-    source: Literal["sdxl", "pexels"] | None = Field(None, description="Only this source.")
+    source: ImageSource | None = Field(None, description="Only this source.")
     limit: int = Field(10, ge=1, le=50)
     offset: int = Field(0, ge=0, le=100_000)
 
@@ -36,7 +39,7 @@ class LibraryImage(BaseModel):
     image_id: str
     uri: str
     path: str
-    source: Literal["sdxl", "pexels"]
+    source: ImageSource
     prompt: str
     alt: str | None = None
     width: int

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Self, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
 
 import anyio
 import anyio.to_thread
@@ -48,6 +48,9 @@ from sdxl_mcp.service.jobs import Job, JobQueue, JobWork, ProgressListener
 from sdxl_mcp.service.jobtable import JobTable
 from sdxl_mcp.service.keeping import Entry, Keeper
 from sdxl_mcp.settings import Settings
+
+if TYPE_CHECKING:
+    from sdxl_mcp.library.url_fetch import UrlFetcher
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -120,6 +123,8 @@ class ImageService:
             aclose = getattr(resource, "aclose", None)
             if aclose is not None:
                 await aclose()
+        if self._library is not None:
+            await self._library.aclose()
         for closable in (self._store, self._table):
             if closable is not None:
                 closable.close()
@@ -131,7 +136,8 @@ class ImageService:
             if self._store is None:
                 self._store = ImageStore(self.settings.output_dir)
             self._table = JobTable(self._store.catalog.path)
-            self._library = Library(self._store, self.settings.input_dirs)
+            self._library = Library(self._store, self.settings.input_dirs,
+                                    make_url_fetcher=self._url_fetcher_maker())
             removed = self._store.cleanup_temp_files()
             lost = self._table.mark_unfinished_lost()
         except StorageError as exc:
@@ -141,6 +147,19 @@ class ImageService:
         if removed or lost:
             log.warning("Start-up: removed %d temp file(s); %d job(s) of a previous run "
                         "never finished and are reported as lost", removed, lost)
+
+    def _url_fetcher_maker(self) -> Callable[[], UrlFetcher] | None:
+        """How image URLs are fetched, or None when SDXL_MCP_URL_IMPORT is off."""
+        if not self.settings.url_import:
+            return None
+        allow_private = self.settings.url_allow_private
+
+        def make() -> UrlFetcher:
+            from sdxl_mcp.library.url_fetch import UrlFetcher  # httpx on the first URL only
+
+            return UrlFetcher(allow_private=allow_private)
+
+        return make
 
     def shared(self, name: str, make: Callable[[], T]) -> T:
         """The one ``name`` of this started service, made on first use; closed

@@ -31,7 +31,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from sdxl_mcp.entrypoints.http import auth as gallery_auth
 from sdxl_mcp.entrypoints.http.gallery import Gallery, auth_redirect
 from sdxl_mcp.entrypoints.http.openapi import openapi_document
-from sdxl_mcp.entrypoints.http.rest import RestApi, error_json, rest_routes, starlette_routes
+from sdxl_mcp.entrypoints.http.rest import (
+    MAX_IMAGE_BODY,
+    RestApi,
+    error_json,
+    rest_routes,
+    starlette_routes,
+)
 from sdxl_mcp.entrypoints.mcp.server import build_server
 from sdxl_mcp.errors import SettingsError
 from sdxl_mcp.service.facade import ImageService
@@ -128,7 +134,9 @@ def build_http_app(settings: Settings, service: ImageService | None = None) -> S
     server = build_server(settings, svc)
     security = transport_security(settings)
     app = server.streamable_http_app(
-        streamable_http_path="/mcp", transport_security=security, host=settings.http_host
+        streamable_http_path="/mcp", transport_security=security, host=settings.http_host,
+        # An edit's image and mask may both be data URIs (docs/LIBRARY.md).
+        max_request_body_size=MAX_IMAGE_BODY,
     )
     routes = rest_routes(settings)
     api = RestApi(svc, document=openapi_document(settings, routes))

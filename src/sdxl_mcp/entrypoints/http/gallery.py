@@ -15,7 +15,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import anyio
@@ -38,7 +38,12 @@ from sdxl_mcp.entrypoints.http import auth
 from sdxl_mcp.errors import SdxlMcpError
 from sdxl_mcp.library.catalog import CatalogRecord
 from sdxl_mcp.library.infotext import PARAMETERS_CHUNK, parse_infotext
-from sdxl_mcp.schemas import FindImagesRequest, LibraryImage, describe_validation_error
+from sdxl_mcp.schemas import (
+    FindImagesRequest,
+    ImageSource,
+    LibraryImage,
+    describe_validation_error,
+)
 from sdxl_mcp.service.facade import ImageService
 from sdxl_mcp.settings import Settings
 
@@ -71,7 +76,7 @@ class ListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     q: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
-    source: Literal["sdxl", "pexels"] | None = None
+    source: ImageSource | None = None
     page: int = Field(1, ge=1, le=MAX_PAGE)
 
     @field_validator("q", "source", "page", mode="before")
@@ -218,7 +223,7 @@ class Gallery:
 
     @staticmethod
     def _card(image: LibraryImage) -> dict[str, Any]:
-        caption = image.alt or image.prompt
+        caption = image.alt or image.prompt or f"{image.source} image {image.image_id}"
         return {
             "image_id": image.image_id,
             "href": f"{auth.GALLERY}/{quote(image.image_id, safe='')}",

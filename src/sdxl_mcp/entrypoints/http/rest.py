@@ -4,7 +4,8 @@ Each ``RestRoute`` names its method, path, handler, the models of its body and
 parameters, and its documented replies; the same table yields the Starlette
 routes (``starlette_routes``) and the OpenAPI document (``sdxl_mcp.entrypoints.http.openapi``).
 Guarantees: a body and the parameters are validated once, by the models the
-document publishes; a body over ``MAX_JSON_BODY`` is 413 before it is
+document publishes; a body over the route's ``max_body`` (``MAX_JSON_BODY``,
+or ``MAX_IMAGE_BODY`` where image arguments may be data URIs) is 413 before it is
 buffered; bad input is 422 with one sentence naming the field; every
 ``SdxlMcpError`` answers its HTTP status with an ``ErrorBody`` (and
 Retry-After when retrying helps); a Result answers 200 when done, 202 while
@@ -60,6 +61,8 @@ from sdxl_mcp.service.vary import vary
 from sdxl_mcp.settings import Settings
 
 MAX_JSON_BODY = 64 * 1024
+#: Routes with image arguments: two data URIs (image and mask) of MAX_UPLOAD_BYTES each.
+MAX_IMAGE_BODY = 12 * 1024 * 1024
 JOBS = "/api/media/jobs/{job_id}"
 
 M = TypeVar("M", bound=BaseModel)
@@ -183,6 +186,8 @@ class RestRoute:
     #: Path and query parameters, one per field; path ones are the ``{names}`` in ``path``.
     params: type[BaseModel] | None = None
     description: str | None = None
+    #: A larger body is 413 before it is buffered.
+    max_body: int = MAX_JSON_BODY
 
     def route(self, api: RestApi) -> Route:
         async def endpoint(request: Request) -> Response:
@@ -194,10 +199,10 @@ class RestRoute:
                     params = self.params.model_validate(given)
                 body = None
                 if self.body is not None:
-                    raw = await read_capped(request)
+                    raw = await read_capped(request, self.max_body)
                     if raw is None:
                         return error_json(413, "bad_request", "Request body too large "
-                                          f"({MAX_JSON_BODY // 1024} KiB at most).")
+                                          f"({_size(self.max_body)} at most).")
                     body = parse_body(raw, self.body)
             except ValidationError as exc:
                 return error_json(422, "bad_request", describe_validation_error(exc))
@@ -259,7 +264,8 @@ async def openapi(api: RestApi, _: None, __: None) -> Response:
 # ------------------------------------------------------------------ the table
 def rest_routes(settings: Settings) -> list[RestRoute]:
     """Every REST route (docs/REST.md), as served and as documented."""
-    too_large = Reply("413", f"The body is larger than {MAX_JSON_BODY // 1024} KiB.")
+    too_large = Reply("413", f"The body is larger than {_size(MAX_JSON_BODY)}.")
+    too_large_with_images = Reply("413", f"The body is larger than {_size(MAX_IMAGE_BODY)}.")
     no_image = Reply.error(NotFound, "No such image on this server.")
     busy = Reply.error(Busy, "Busy (queue full); retry after Retry-After.", retry_after=True)
     result = (
@@ -323,11 +329,12 @@ def rest_routes(settings: Settings) -> list[RestRoute]:
             "Edit an image: image-to-image, or inpainting with a mask (white = repaint).",
             edit_image,
             body=EditRequest,
+            max_body=MAX_IMAGE_BODY,
             description="The edit_image tool's arguments; the output keeps the source's size "
             f"(a multiple of 8). Waits up to {settings.max_wait_s:g} s (MAX_WAIT_S).",
             replies=(
                 *result,
-                too_large,
+                too_large_with_images,
                 Reply.error(BadRequest, "Invalid request, an image or mask the server refuses, "
                             "or a mask that does not fit; the message names the field."),
                 no_image,
@@ -339,6 +346,7 @@ def rest_routes(settings: Settings) -> list[RestRoute]:
             "Variations of a generated image: its request re-run with new seeds and changes.",
             vary_image,
             body=VaryRequest,
+            max_body=MAX_IMAGE_BODY,
             description="The vary_image tool's arguments; count 1-4 images as one job. Waits "
             f"up to {settings.max_wait_s:g} s (MAX_WAIT_S); past it, 202 with the job_id "
             f"({JOBS} then answers the first variation's Result).",
@@ -348,7 +356,7 @@ def rest_routes(settings: Settings) -> list[RestRoute]:
                       VariationsResult, follows_job=True),
                 Reply("default", "A failed or cancelled job (with the variations already "
                       "saved).", VariationsResult),
-                too_large,
+                too_large_with_images,
                 Reply.error(BadRequest, "Invalid request, a field that is not a Request field, "
                             "or an image with no catalogued request (a stock photo: use "
                             "edit-image); the message names the field."),
@@ -361,12 +369,13 @@ def rest_routes(settings: Settings) -> list[RestRoute]:
             "A web-ready copy of an image: preset or size, WebP/JPEG/PNG, under max_bytes.",
             export_image,
             body=ExportRequest,
+            max_body=MAX_IMAGE_BODY,
             description="The export_image tool's arguments; writes OUTPUT_DIR/exports/"
             "<image_id>.<preset or WxH>.<ext> (the same request gives the same file).",
             replies=(
                 Reply("200", "The exported file, its alt text, HTML and Markdown.",
                       ExportResult),
-                too_large,
+                too_large_with_images,
                 Reply.error(BadRequest, "Invalid request, an image argument the server "
                             "refuses, or max_bytes unreachable; the message names the field."),
                 no_image,
@@ -425,23 +434,27 @@ def result_response(result: GenerationResult | VariationsResult) -> JSONResponse
     return JSONResponse(body, status_code=status_for_code(result.error_code))
 
 
-async def read_capped(request: Request) -> bytes | None:
-    """The body, or None once it passes MAX_JSON_BODY (declared or streamed).
+async def read_capped(request: Request, max_body: int = MAX_JSON_BODY) -> bytes | None:
+    """The body, or None once it passes ``max_body`` (declared or streamed).
 
     Reading stops at the cap, so a chunked upload without Content-Length
     cannot make the server buffer an unbounded body.
     """
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_JSON_BODY:
+    if declared.isdigit() and int(declared) > max_body:
         return None
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > MAX_JSON_BODY:
+        if size > max_body:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _size(count: int) -> str:
+    return f"{count // 2**20} MiB" if count >= 2**20 else f"{count // 1024} KiB"
 
 
 def parse_body(raw: bytes, model: type[M]) -> M:
