@@ -82,11 +82,17 @@ class Settings(BaseSettings):
 
     base_model: str = Field(
         "stabilityai/stable-diffusion-xl-base-1.0",
-        description="hub id or local diffusers folder; 'tiny-random' = built-in tiny model",
+        description="hub id, local diffusers folder or .safetensors checkpoint; "
+        "'tiny-random' = built-in tiny model",
     )
     refiner_model: str = Field(
         "stabilityai/stable-diffusion-xl-refiner-1.0",
-        description="hub id or local folder; empty = no refiner",
+        description="hub id, local folder or .safetensors checkpoint; empty = no refiner",
+    )
+    checkpoint_config: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="diffusers config folders (comma-separated) for single-file checkpoints; "
+        "default: the SDXL base and refiner configs built in",
     )
     vae_model: str | None = Field(None, description="optional VAE replacing the base's")
     device: str = Field("auto", description="auto, cuda, cuda:N, mps or cpu")
@@ -189,14 +195,15 @@ class Settings(BaseSettings):
     def _check_pexels_base_url(cls, value: str) -> str:
         return check_pexels_base_url(value)
 
-    @field_validator("http_allowed_hosts", "input_dirs", "lora_dirs", mode="before")
+    @field_validator("http_allowed_hosts", "input_dirs", "lora_dirs", "checkpoint_config",
+                     mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("input_dirs", "lora_dirs")
+    @field_validator("input_dirs", "lora_dirs", "checkpoint_config")
     @classmethod
     def _folders(cls, value: list[Path]) -> list[Path]:
         folders = [path.expanduser() for path in value]

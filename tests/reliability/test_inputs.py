@@ -43,6 +43,7 @@ from sdxl_mcp.entrypoints.http.rest import parse_request
 from sdxl_mcp.entrypoints.mcp.server import build_server
 from sdxl_mcp.schemas import (
     QUALITY_PRESETS,
+    SAMPLER_NAMES,
     SEED_MAX,
     GenerationRequest,
     RestGenerationRequest,
@@ -397,6 +398,8 @@ _VALID = {
         lambda names: st.tuples(*[_floats(0.0, 2.0) for _ in names]).map(
             lambda weights: [{"name": n, "weight": w} for n, w in zip(names, weights,
                                                                       strict=True)])),
+    # Any name (quality "draft" is not drawn here; with it a sampler is refused).
+    "sampler": st.none() | st.sampled_from(SAMPLER_NAMES),
 }
 assert set(_VALID) | {"prompt"} == set(_FIELDS), "a Request field has no strategy here"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,7 @@ import pytest
 from mcp import Client
 
 from sdxl_mcp.entrypoints.mcp.server import build_server
-from sdxl_mcp.library.reuse import request_key
+from sdxl_mcp.library.reuse import NOT_PIXELS, request_key
 from sdxl_mcp.schemas import GenerationRequest
 from sdxl_mcp.service.facade import ImageService
 from sdxl_mcp.service.generate import generate as generate_image
@@ -29,6 +31,7 @@ def _request(**fields: Any) -> GenerationRequest:
     {"guidance_scale": 7.0}, {"num_inference_steps": 21}, {"width": 264},
     {"use_refinement": False}, {"high_quality": False}, {"refiner_mode": "sequential"},
     {"high_noise_frac": 0.7}, {"refiner_steps": 10}, {"refiner_strength": 0.4},
+    {"sampler": "DPM++ 2M Karras"}, {"sampler": "Euler"},
 ])
 def test_any_pixel_changing_field_misses(
     make_settings: Callable[..., Settings], change: dict[str, Any]
@@ -57,6 +60,20 @@ def test_fields_that_do_not_change_pixels_share_the_key(
     by_ratio = GenerationRequest(prompt="a lighthouse", seed=7, aspect_ratio="16:9")
     by_size = GenerationRequest(prompt="a lighthouse", seed=7, width=1344, height=768)
     assert request_key(by_ratio, settings) == request_key(by_size, settings)
+
+
+def test_a_key_made_before_samplers_existed_still_matches(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The canonical JSON of a request without a sampler is what it was before the field."""
+    settings = make_settings()
+    fields = _request().model_dump(mode="json", exclude=set(NOT_PIXELS))
+    assert fields.pop("sampler") is None
+    fields["models"] = {"base": settings.base_model, "refiner": settings.refiner_model,
+                        "vae": settings.vae_model, "precision": settings.precision,
+                        "device": settings.device}
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert request_key(_request(), settings) == hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def test_no_seed_no_key(make_settings: Callable[..., Settings]) -> None:

@@ -93,6 +93,10 @@ class EngineOutput:
     base_model: str
     refiner_model: str | None
     timings: dict[str, float] = field(default_factory=dict)
+    #: A1111's AutoV2 hash of a single-file base checkpoint (None: a folder or hub id).
+    model_hash: str | None = None
+    #: The sampler that ran, by its A1111 name.
+    sampler: str = "Euler"
     notes: list[str] = field(default_factory=list)
     #: CLIP tokens of the prompts as encoded, without BOS/EOS (None: not counted).
     prompt_tokens: int | None = None

@@ -17,6 +17,7 @@ from sdxl_mcp.engine.prompts import EncodedPrompts, encode_prompts
 from sdxl_mcp.engine.refinestage import RefinerPass
 from sdxl_mcp.engine.schedules import StepReporter
 from sdxl_mcp.schemas import EditRequest, GenerationRequest
+from sdxl_mcp.schemas.fields import DEFAULT_SAMPLER
 
 
 def run_base(engine: ResidentEngine, pipe: Any, refiner: Any,
@@ -29,7 +30,7 @@ def run_base(engine: ResidentEngine, pipe: Any, refiner: Any,
     latents = engine.with_oom_retry(
         "base",
         lambda: pipe(**args, **prompts.base, callback_on_step_end=reporter).images,
-        before_retry=lambda: setattr(reporter, "steps_run", 0),
+        before_retry=reporter.restart,
     )
     engine.sync()
     timings["base"] = round(time.perf_counter() - t0, 4)
@@ -37,7 +38,7 @@ def run_base(engine: ResidentEngine, pipe: Any, refiner: Any,
 
 
 def run_fields(engine: ResidentEngine, refiner: Any, reporter: StepReporter,
-               refining: RefinerPass | None) -> dict[str, Any]:
+               refining: RefinerPass | None, sampler: str | None) -> dict[str, Any]:
     """What every output of a run reports beside its image: the steps each stage ran,
     the refiner's outcome, the device and precision, the models."""
     return {
@@ -48,5 +49,7 @@ def run_fields(engine: ResidentEngine, refiner: Any, reporter: StepReporter,
         "precision": engine.decision.dtype,
         "device": engine.decision.device,
         "base_model": engine.settings.base_model,
+        "model_hash": engine.model_hash,
+        "sampler": sampler or DEFAULT_SAMPLER,
         "refiner_model": engine.settings.refiner_model if refiner is not None else None,
     }

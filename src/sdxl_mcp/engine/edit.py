@@ -23,6 +23,7 @@ from sdxl_mcp.backend.base import CancelToken, EngineOutput, ProgressCallback
 from sdxl_mcp.engine.basestage import run_base, run_fields
 from sdxl_mcp.engine.parts import ResidentEngine
 from sdxl_mcp.engine.refinestage import run_refiner
+from sdxl_mcp.engine.samplers import swapped_samplers
 from sdxl_mcp.engine.schedules import StepReporter, sequential_refiner_schedule
 from sdxl_mcp.schemas import EditRequest
 
@@ -95,7 +96,6 @@ def run_edit(
 
     schedule, base_total = base_schedule(request.num_inference_steps, request.strength)
     refiner_total = max(1, base_total // 4) if refiner is not None else 0
-    total = base_total + refiner_total
     generator = torch.Generator("cpu").manual_seed(seed)
     common: dict[str, Any] = {
         "guidance_scale": request.guidance_scale,
@@ -110,6 +110,19 @@ def run_edit(
     else:
         pipe = pipes.img2img(engine.base)
 
+    with swapped_samplers([pipe, refiner], request.sampler):
+        return _edit_stages(engine, request, seed, pipe, refiner, image, mask_l, stage, common,
+                            (base_total, refiner_total), on_progress, cancel, timings, notes)
+
+
+def _edit_stages(engine: ResidentEngine, request: EditRequest, seed: int, pipe: Any,
+                 refiner: Any, image: Image.Image, mask_l: Image.Image | None,
+                 stage: dict[str, Any], common: dict[str, Any], totals: tuple[int, int],
+                 on_progress: ProgressCallback | None, cancel: CancelToken,
+                 timings: dict[str, float], notes: list[str]) -> EngineOutput:
+    """The edit's base pass, refiner pass and decode, with the request's sampler set."""
+    base_total, refiner_total = totals
+    total = base_total + refiner_total
     reporter = StepReporter("base", base_total, 0, total, on_progress, cancel)
     prompts, latents = run_base(engine, pipe, refiner, request, {**common, **stage}, reporter,
                                 timings)
@@ -130,6 +143,6 @@ def run_edit(
         # Black mask pixels keep the source exactly (A1111's inpainting overlay).
         result = Image.composite(result.convert("RGB"), image, mask_l)
     timings["decode"] = round(time.perf_counter() - t2, 4)
-    fields = {**run_fields(engine, refiner, reporter, refining), **prompts.counts}
+    fields = {**run_fields(engine, refiner, reporter, refining, request.sampler), **prompts.counts}
     return EngineOutput(image=result, seed=seed, timings=timings, notes=notes, **fields)
 

@@ -34,6 +34,29 @@ def safetensors_param_count(path: Path) -> int:
     )
 
 
+#: Where each component's weights sit in a single-file checkpoint (the SGM/A1111 layout).
+_CHECKPOINT_PREFIXES = {
+    "base": {"unet": "model.diffusion_model.", "vae": "first_stage_model.",
+             "text_encoder": "conditioner.embedders.0.",
+             "text_encoder_2": "conditioner.embedders.1."},
+    "refiner": {"unet": "model.diffusion_model.", "vae": "first_stage_model.",
+                "text_encoder_2": "conditioner.embedders.0."},
+}
+
+
+def single_file_param_counts(path: Path, kind: Literal["base", "refiner"]) -> dict[str, int]:
+    """Per-component parameter counts of a single-file checkpoint, from its header."""
+    with path.open("rb") as fh:
+        (header_len,) = struct.unpack("<Q", fh.read(8))
+        header = json.loads(fh.read(header_len))
+    counts = dict.fromkeys(COMPONENTS, 0)
+    for key, meta in header.items():
+        for name, prefix in _CHECKPOINT_PREFIXES[kind].items():
+            if key.startswith(prefix):
+                counts[name] += math.prod(meta["shape"])
+    return counts
+
+
 def _component_count(folder: Path) -> int:
     files = sorted(folder.glob("*.safetensors"))
     # A folder may hold the same weights twice (e.g. an ".fp16." variant): count one set.

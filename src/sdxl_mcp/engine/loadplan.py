@@ -17,6 +17,7 @@ from sdxl_mcp.engine import footprint
 from sdxl_mcp.engine.gpu import probe_hardware, resolve_device
 from sdxl_mcp.engine.precision import HardwareFacts, PrecisionDecision, decide_precision
 from sdxl_mcp.errors import ModelUnavailable
+from sdxl_mcp.library.checkpoints import check_checkpoint
 from sdxl_mcp.settings import TINY_MODEL, Settings
 
 #: Models below this size may run on CPU without ALLOW_CPU (the tiny test models).
@@ -80,11 +81,15 @@ def resolve_model(ref: str, kind: str, setting: str) -> str:
     if path.is_dir():
         _check_components(path, setting, ref)
         return str(path.resolve())
+    if path.is_file() and kind in ("base", "refiner"):
+        # A single-file checkpoint: refused here (by its header) unless it is SDXL.
+        check_checkpoint(path, "sdxl-base" if kind == "base" else "sdxl-refiner", setting)
+        return str(path.resolve())
     if _looks_like_path(ref) or path.exists():
         raise ModelUnavailable(
-            f"{setting}={ref!r} is not a folder that exists. Point {setting} at a local "
-            "diffusers folder, a Hugging Face model id, or 'tiny-random' for the built-in "
-            "test model."
+            f"{setting}={ref!r} is not a folder or a .safetensors checkpoint that exists. "
+            f"Point {setting} at a local diffusers folder, an SDXL .safetensors checkpoint, "
+            "a Hugging Face model id, or 'tiny-random' for the built-in test model."
         )
     return ref  # a hub id: from_pretrained fetches or finds it in the local cache
 
@@ -117,6 +122,8 @@ def _param_counts(ref: str, kind: str) -> dict[str, int]:
     path = Path(ref)
     if path.is_dir():
         return footprint.local_param_counts(path)
+    if path.is_file():
+        return footprint.single_file_param_counts(path, "refiner" if kind == "refiner" else "base")
     cached = _hub_cache_path(ref)
     if cached is not None:
         return footprint.local_param_counts(cached)

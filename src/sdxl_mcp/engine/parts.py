@@ -33,6 +33,8 @@ class ResidentEngine(Protocol):
     #: One generation at a time: diffusers pipelines are not thread-safe.
     generate_lock: threading.Lock
     loras: LoraAdapters
+    #: A1111's AutoV2 hash of a single-file base checkpoint (None: a folder or hub id).
+    model_hash: str | None
 
     @property
     def base(self) -> Any: ...

@@ -41,9 +41,27 @@ class StepReporter:
         self.stage, self.stage_total, self.offset, self.total = stage, stage_total, offset, total
         self.on_progress, self.cancel = on_progress, cancel
         self.steps_run = 0
+        self._calls = 0
 
     def __call__(self, pipe: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-        self.steps_run += 1
+        # A second-order sampler (Heun) calls back twice per step but the last: count steps.
+        self._calls += 1
+        order = getattr(getattr(pipe, "scheduler", None), "order", 1)
+        step = -(-self._calls // order) if isinstance(order, int) and order > 1 else self._calls
+        if step > self.steps_run:
+            self.steps_run = step
+            self._report()
+        # Raising is the only way to stop a diffusers loop: pipe._interrupt
+        # still decodes and returns an image.
+        if self.cancel.cancelled:
+            raise Cancelled(f"Generation {self.cancel.reason} during the {self.stage} stage.")
+        return kwargs
+
+    def restart(self) -> None:
+        """Count from zero again (the stage is run again after an out-of-memory retry)."""
+        self.steps_run = self._calls = 0
+
+    def _report(self) -> None:
         if self.on_progress is not None:
             self.on_progress(
                 ProgressEvent(
@@ -54,8 +72,3 @@ class StepReporter:
                     total=self.total,
                 )
             )
-        # Raising is the only way to stop a diffusers loop: pipe._interrupt
-        # still decodes and returns an image.
-        if self.cancel.cancelled:
-            raise Cancelled(f"Generation {self.cancel.reason} during the {self.stage} stage.")
-        return kwargs

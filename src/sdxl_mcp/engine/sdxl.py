@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -32,6 +33,7 @@ from sdxl_mcp.backend.base import (
 )
 from sdxl_mcp.engine.basestage import run_base, run_fields
 from sdxl_mcp.engine.batch import BatchMixin
+from sdxl_mcp.engine.checkpoints import load_single_file
 from sdxl_mcp.engine.devices import (
     TORCH_DTYPES,
     bad_pixels,
@@ -45,6 +47,7 @@ from sdxl_mcp.engine.lora import LoraAdapters
 from sdxl_mcp.engine.precision import PrecisionDecision
 from sdxl_mcp.engine.quiet import quiet_libraries
 from sdxl_mcp.engine.refinestage import run_refiner
+from sdxl_mcp.engine.samplers import swapped_samplers
 from sdxl_mcp.engine.schedules import StepReporter, sequential_refiner_schedule
 from sdxl_mcp.errors import (
     Cancelled,
@@ -54,6 +57,7 @@ from sdxl_mcp.errors import (
     SdxlMcpError,
     first_line,
 )
+from sdxl_mcp.library.checkpoints import model_hash
 from sdxl_mcp.schemas import EditRequest, GenerationRequest
 from sdxl_mcp.settings import Settings
 
@@ -85,6 +89,7 @@ class SDXLEngine(BatchMixin):
         #: The edit pipelines, built from the resident ones on first use (no new weights).
         self._edits = EditPipelines()
         self.loras = LoraAdapters(settings)  # LoRA adapters and draft mode, per request
+        self.model_hash: str | None = None
 
     # ----------------------------------------------------------------- state
     @property
@@ -179,7 +184,7 @@ class SDXLEngine(BatchMixin):
             )
         base = _from_pretrained(
             StableDiffusionXLPipeline, base_path, "SDXL_MCP_BASE_MODEL", s.base_model,
-            dtype=dtype, **extra,
+            configs=s.checkpoint_config, dtype=dtype, **extra,
         )
         base.to(device)
         base.set_progress_bar_config(disable=True)
@@ -190,7 +195,8 @@ class SDXLEngine(BatchMixin):
             # Shared components: one copy in memory, as the SDXL authors intend.
             refiner = _from_pretrained(
                 StableDiffusionXLImg2ImgPipeline, refiner_path, "SDXL_MCP_REFINER_MODEL",
-                s.refiner_model, dtype=dtype, text_encoder_2=base.text_encoder_2, vae=base.vae,
+                s.refiner_model, configs=s.checkpoint_config, dtype=dtype,
+                text_encoder_2=base.text_encoder_2, vae=base.vae,
             )
             refiner.to(device)
             refiner.set_progress_bar_config(disable=True)
@@ -202,6 +208,10 @@ class SDXLEngine(BatchMixin):
             self._optimise_for_cuda(base, refiner)
         self._base, self._refiner = base, refiner
         self._base_path, self._refiner_path = base_path, refiner_path
+        if Path(base_path).is_file():  # A1111's "Model hash" (a read of the whole file, once)
+            started = time.perf_counter()
+            self.model_hash = model_hash(Path(base_path))
+            log.info("Model hash %s (%.1f s)", self.model_hash, time.perf_counter() - started)
 
     def _optimise_for_cuda(self, base: Any, refiner: Any) -> None:
         """The GPU speed settings; each is measured by ``sdxl-mcp bench --full-size``."""
@@ -266,8 +276,20 @@ class SDXLEngine(BatchMixin):
         """One pipeline run (``seeds``: a batch, one image per seed); the caller holds
         ``generate_lock`` and has applied the request's LoRAs."""
         assert self._decision is not None
-        base = self.base
         refiner = self._refiner if request.use_refinement else None
+        with swapped_samplers([self.base, refiner], request.sampler):
+            return self._generate_images(request, seed, on_progress, cancel, timings, seeds,
+                                         refiner)
+
+    def _generate_images(
+        self,
+        request: GenerationRequest,
+        seed: int,
+        on_progress: ProgressCallback | None,
+        cancel: CancelToken,
+        timings: dict[str, float], seeds: list[int] | None, refiner: Any,
+    ) -> list[EngineOutput]:
+        base = self.base
         notes: list[str] = []
         if request.use_refinement and self._refiner is None:
             notes.append("refiner not configured (SDXL_MCP_REFINER_MODEL is empty)")
@@ -310,7 +332,8 @@ class SDXLEngine(BatchMixin):
         images = self.with_oom_retry("decode", lambda: [
             self.decode(z, request.high_quality) for z in latents.split(1)])
         timings["decode"] = round(time.perf_counter() - t2, 4)
-        fields = {**run_fields(self, refiner, base_reporter, stage), **prompts.counts}
+        fields = {**run_fields(self, refiner, base_reporter, stage, request.sampler),
+                  **prompts.counts}
         return [EngineOutput(image=image, seed=s, timings=dict(timings), notes=list(notes),
                              **fields)
                 for s, image in zip(seeds or [seed], images, strict=True)]
@@ -342,8 +365,11 @@ class SDXLEngine(BatchMixin):
             # The same cut-off diffusers applies for denoising_end / denoising_start.
             train_steps = scheduler.config.num_train_timesteps
             cutoff = round(train_steps - request.high_noise_frac * train_steps)
-            base_steps = int((scheduler.timesteps >= cutoff).sum().item())
-            return base_steps, len(scheduler.timesteps) - base_steps, 0
+            base_runs = int((scheduler.timesteps >= cutoff).sum().item())
+            # A second-order sampler (Heun) runs two model calls per step but the last.
+            order = getattr(scheduler, "order", 1)
+            base_steps = -(-base_runs // order)
+            return base_steps, -(-len(scheduler.timesteps) // order) - base_steps, 0
         schedule = sequential_refiner_schedule(request.refiner_steps, request.refiner_strength)
         return n, request.refiner_steps, schedule
 
@@ -431,9 +457,17 @@ class SDXLEngine(BatchMixin):
             torch.cuda.synchronize()
 
 
-def _from_pretrained(cls: Any, path: str, setting: str, ref: str, **kwargs: Any) -> Any:
+def _from_pretrained(cls: Any, path: str, setting: str, ref: str,
+                     configs: list[Path] | None = None, **kwargs: Any) -> Any:
+    """``cls`` from a diffusers folder or hub id, or from a single-file checkpoint."""
     try:
+        if Path(path).is_file():
+            return load_single_file(
+                cls, Path(path), "refiner" if cls is StableDiffusionXLImg2ImgPipeline else "base",
+                setting, configs or [], **kwargs)
         return cls.from_pretrained(path, **kwargs)
+    except SdxlMcpError:
+        raise
     except Exception as exc:
         if is_out_of_memory(exc):
             raise OutOfMemory(

@@ -4,7 +4,7 @@ Guarantees:
 
 * :func:`format_infotext` writes the A1111 layout (``<prompt>``, an optional
   ``Negative prompt:`` line, then ``Steps: N, Sampler: ..., CFG scale: X, Seed:
-  S, Size: WxH, Model: ...``, for edits ``Denoising strength: 0.6, Source image:
+  S, Size: WxH, Model hash: ..., Model: ...``, for edits ``Denoising strength: 0.6, Source image:
   <id>``, ``Lora hashes`` and the Refiner keys), so A1111, ComfyUI and exif
   viewers read it; values that would break the ``Key: value, ...`` line are
   JSON-quoted, as A1111 does;
@@ -48,6 +48,8 @@ class InfotextParams:
     width: int
     height: int
     model: str
+    #: A1111's "Model hash" (AutoV2) of a single-file checkpoint; None for folders and hub ids.
+    model_hash: str | None = None
     refiner: str | None = None
     refiner_switch_at: float | None = None
     refiner_mode: str | None = None
@@ -99,6 +101,7 @@ def format_infotext(params: InfotextParams) -> str:
         ("CFG scale", _fmt_number(params.cfg_scale)),
         ("Seed", str(params.seed)),
         ("Size", f"{params.width}x{params.height}"),
+        *([("Model hash", params.model_hash)] if params.model_hash else []),
         ("Model", params.model),
     ]
     if params.denoising_strength is not None:

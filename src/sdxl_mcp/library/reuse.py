@@ -20,6 +20,8 @@ from sdxl_mcp.settings import Settings
 
 #: Request fields that never change the pixels of a generation.
 NOT_PIXELS = frozenset({"use_pexels", "use_generation", "reuse", "quality", "aspect_ratio"})
+#: Request fields added after catalogs existed: left out of the key while null.
+ADDED_LATER = ("sampler",)
 
 
 def request_key(request: GenerationRequest, settings: Settings) -> str | None:
@@ -27,6 +29,9 @@ def request_key(request: GenerationRequest, settings: Settings) -> str | None:
     if request.seed is None:
         return None
     fields = request.model_dump(mode="json", exclude=set(NOT_PIXELS))
+    for name in ADDED_LATER:  # at their default, keys made before they existed still match
+        if fields.get(name) is None:
+            fields.pop(name, None)
     fields["models"] = {
         "base": settings.base_model,
         "refiner": settings.refiner_model if request.use_refinement else None,

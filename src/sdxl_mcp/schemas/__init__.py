@@ -19,6 +19,7 @@ from sdxl_mcp.schemas.export import (
 from sdxl_mcp.schemas.fields import (
     ASPECT_RATIOS,
     QUALITY_PRESETS,
+    SAMPLER_NAMES,
     SEED_MAX,
     AspectRatio,
     JobStatus,
@@ -26,7 +27,9 @@ from sdxl_mcp.schemas.fields import (
     Prompt,
     QualityPreset,
     RefinerMode,
+    SamplerName,
     describe_validation_error,
+    infotext_sampler,
     null_means_default,
     without_default_nulls,
 )
@@ -63,6 +66,7 @@ __all__ = [
     "ASPECT_RATIOS",
     "EXPORT_PRESETS",
     "QUALITY_PRESETS",
+    "SAMPLER_NAMES",
     "SEED_MAX",
     "AltText",
     "AspectRatio",
@@ -91,6 +95,7 @@ __all__ = [
     "QualityPreset",
     "RefinerMode",
     "RestGenerationRequest",
+    "SamplerName",
     "StepCounts",
     "StockSearchRequest",
     "StockSearchResult",
@@ -98,6 +103,7 @@ __all__ = [
     "VariationsResult",
     "VaryRequest",
     "describe_validation_error",
+    "infotext_sampler",
     "null_means_default",
     "without_default_nulls",
 ]

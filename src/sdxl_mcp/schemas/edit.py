@@ -24,6 +24,7 @@ from sdxl_mcp.schemas.fields import (
     ImageReference,
     NegativePrompt,
     Prompt,
+    SamplerName,
     finite,
     json_boolean,
     json_number,
@@ -43,7 +44,7 @@ class EditRequest(BaseModel):
     model_config = REQUEST_CONFIG
 
     image: ImageReference = Field(
-        description="image_id, image:// URI, allowed path, http(s) URL or data: URI."
+        description="image_id, image:// URI, path, http(s) URL or data: URI."
     )
     prompt: Prompt = Field(description="What the result should show.")
     mask: ImageReference | None = Field(
@@ -66,9 +67,9 @@ class EditRequest(BaseModel):
     use_refinement: bool = Field(True, description="Refine after the edit.")
     loras: tuple[LoraRef, ...] = Field(
         (), max_length=MAX_LORAS,
-        description="Up to 4 names from list_loras; skips the refiner unless "
-        "use_refinement is set.",
+        description="Up to 4 list_loras names; skip the refiner unless use_refinement.",
     )
+    sampler: SamplerName | None = Field(None, description="A1111 name; omitted: Euler.")
 
     @model_validator(mode="before")
     @classmethod

@@ -50,7 +50,7 @@ class ExportRequest(BaseModel):
     model_config = REQUEST_CONFIG
 
     image: ImageReference = Field(
-        description="image_id, image:// URI, allowed path, http(s) URL or data: URI.")
+        description="image_id, image:// URI, path, http(s) URL or data: URI.")
     preset: ExportPreset = Field(
         "og", description="og 1200x630, hero 1600x900, square 1080x1080, thumbnail 400x400, "
         "original (same size)."

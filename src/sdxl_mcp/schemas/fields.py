@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import unicodedata
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -29,6 +29,12 @@ from sdxl_mcp.schemas.prompt_syntax import check_prompt_syntax
 
 QualityPreset = Literal["high", "medium", "fast", "draft"]
 RefinerMode = Literal["ensemble", "sequential"]
+#: Samplers by A1111's names (``engine.samplers`` maps each to a diffusers scheduler).
+SamplerName = Literal["Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DPM++ 2M SDE Karras",
+                      "DPM++ SDE Karras", "DDIM", "UniPC", "Heun", "LMS"]
+SAMPLER_NAMES: tuple[str, ...] = get_args(SamplerName)
+#: The sampler a request without one runs (the scheduler SDXL ships with).
+DEFAULT_SAMPLER = "Euler"
 JobStatus = Literal["succeeded", "running", "failed", "cancelled"]
 
 #: The source guide's quality levels. Fields set explicitly in a request win.
@@ -42,6 +48,22 @@ QUALITY_PRESETS: dict[str, dict[str, Any]] = {
 }
 #: The fewest steps outside quality "draft" (the seed's bound).
 MIN_STEPS = 20
+
+
+def infotext_sampler(name: str | None) -> tuple[str, str | None]:
+    """(Sampler, Schedule type) as A1111 1.9+ writes them: Karras is a schedule there."""
+    name = name or DEFAULT_SAMPLER
+    if name.endswith(" Karras"):
+        return name.removesuffix(" Karras"), "Karras"
+    return name, None
+
+
+def check_sampler(sampler: str | None, quality: Any) -> str | None:
+    """Draft mode runs its own scheduler, so a sampler with it is a mistake to name."""
+    if sampler is not None and quality == "draft":
+        raise ValueError("sampler cannot be combined with quality \"draft\" (it runs "
+                         "SDXL_MCP_DRAFT_SCHEDULER); leave sampler out or pick another quality")
+    return sampler
 
 
 def check_steps(steps: int | None, quality: Any) -> int | None:
@@ -141,7 +163,7 @@ def _publish_null_means_default(schema: dict[str, Any], model: type[Any]) -> Non
                 and prop.get("default") is not None):
             default = prop.pop("default")
             prop["description"] = (f"{prop.get('description', '')} Default {json.dumps(default)} "
-                                   "(or the quality preset's).").strip()
+                                   "(or quality's).").strip()
             prop["default"] = None
 
 
@@ -176,7 +198,9 @@ def _reference_length(value: Any) -> Any:
 #: The lengths are checked first, so the error names the limit that applies.
 ImageReference = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1),
-    Field(json_schema_extra={"pattern": r"^[^\x00]*$", "maxLength": MAX_DATA_URI_CHARS}),
+    # maxLength is checked (_reference_length) but not published: the number would only
+    # cost tool-definition space.
+    Field(json_schema_extra={"pattern": r"^[^\x00]*$"}),
     BeforeValidator(_reference_length),
 ]
 

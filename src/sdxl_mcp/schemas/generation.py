@@ -25,6 +25,8 @@ from sdxl_mcp.schemas.fields import (
     Prompt,
     QualityPreset,
     RefinerMode,
+    SamplerName,
+    check_sampler,
     check_steps,
     finite,
     json_boolean,
@@ -54,8 +56,8 @@ class GenerationRequest(BaseModel):
     high_quality: bool = Field(True, description="Decode in fp32 (false: faster fp16).")
     quality: QualityPreset | None = Field(
         None,
-        description="high: refine, 50 steps, cfg 8; medium: refine, 30, 7.5; fast: no "
-        "refiner, 20, 7.5; draft: a 4-step preview (distilled LoRA). Given fields win.",
+        description="high: 50 steps, cfg 8; medium: 30, 7.5; fast: 20, 7.5, no refiner; "
+        "draft: 4-step preview (distilled LoRA). Given fields win.",
     )
     num_inference_steps: int = Field(
         50, ge=1, le=100, description="20-100; below 20 only in draft."
@@ -69,7 +71,7 @@ class GenerationRequest(BaseModel):
     )
     seed: int | None = Field(
         None, ge=0, le=SEED_MAX,
-        description="Omitted or null: random (returned); same seed, same image.",
+        description="Null: random (returned); same seed, same image.",
     )
     refiner_mode: RefinerMode = Field(
         "ensemble", description="ensemble: refiner ends base's schedule; sequential: img2img."
@@ -90,9 +92,14 @@ class GenerationRequest(BaseModel):
     )
     loras: tuple[LoraRef, ...] = Field(
         (), max_length=MAX_LORAS,
-        description="Up to 4 names from list_loras; skips the refiner unless "
-        "use_refinement is set.",
+        description="Up to 4 list_loras names; skip the refiner unless use_refinement.",
     )
+    sampler: SamplerName | None = Field(None, description="A1111 name; omitted: Euler.")
+
+    @field_validator("sampler")
+    @classmethod
+    def _sampler_not_in_draft(cls, value: str | None, info: Any) -> str | None:
+        return check_sampler(value, info.data.get("quality"))
 
     @field_validator("aspect_ratio", mode="before")
     @classmethod
@@ -222,3 +229,8 @@ class GenerationResult(BaseModel):
     # Edits (edit_image): the source and the mask this image was made from.
     source_image_id: str | None = None
     mask_image_id: str | None = None
+    # What made the pixels: the base model's name and A1111 hash (a single-file
+    # checkpoint's), and the sampler.
+    model: str | None = None
+    model_hash: str | None = None
+    sampler: str | None = None

@@ -25,6 +25,7 @@ from sdxl_mcp.schemas.fields import (
     Prompt,
     QualityPreset,
     RefinerMode,
+    SamplerName,
     _invisible,
     _no_control_chars,
     check_steps,
@@ -75,6 +76,7 @@ class VaryRequest(BaseModel):
     refiner_strength: float | None = Field(None, ge=0.05, le=1.0)
     loras: tuple[LoraRef, ...] | None = Field(
         None, max_length=MAX_LORAS, description="list_loras names; []: none.")
+    sampler: SamplerName | None = None
 
     def overrides(self) -> dict[str, Any]:
         """The Request fields given (not null), as JSON values."""

@@ -19,10 +19,11 @@ from PIL import Image, ImageOps
 from sdxl_mcp.backend.base import EngineOutput
 from sdxl_mcp.errors import BadRequest
 from sdxl_mcp.library import format_infotext
+from sdxl_mcp.library.checkpoints import model_name
 from sdxl_mcp.library.infotext import InfotextParams
 from sdxl_mcp.library.loras import with_loras
 from sdxl_mcp.library.resolver import ResolvedImage
-from sdxl_mcp.schemas import EditRequest, GenerationResult
+from sdxl_mcp.schemas import EditRequest, GenerationResult, infotext_sampler
 from sdxl_mcp.service.jobs import Job, ProgressListener
 from sdxl_mcp.service.keeping import Entry
 from sdxl_mcp.service.loras import admit
@@ -134,15 +135,19 @@ def _stock_credit(source: ResolvedImage) -> dict[str, Any]:
 def edit_infotext(request: EditRequest, sources: EditSources, output: EngineOutput,
                   settings: Settings) -> str:
     width, height = output.image.size
+    sampler, schedule_type = infotext_sampler(request.sampler)
     return format_infotext(with_loras(InfotextParams(
         prompt=request.prompt,
         negative_prompt=request.negative_prompt,
         steps=request.num_inference_steps,
+        sampler=sampler,
+        schedule_type=schedule_type,
         cfg_scale=request.guidance_scale,
         seed=output.seed,
         width=width,
         height=height,
-        model=output.base_model,
+        model=model_name(output.base_model),
+        model_hash=output.model_hash,
         refiner=output.refiner_model,
         denoising_strength=request.strength,
         source_image=sources.source_image_id or "file",

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from sdxl_mcp.backend.base import EngineOutput, ProgressEvent
 from sdxl_mcp.errors import Cancelled, GenerationTimeout, SdxlMcpError
 from sdxl_mcp.library import InfotextParams, SavedImage
+from sdxl_mcp.library.checkpoints import model_name
 from sdxl_mcp.schemas import (
     EditRequest,
     GenerationRequest,
@@ -22,6 +23,7 @@ from sdxl_mcp.schemas import (
     ImageInfo,
     StepCounts,
     Timings,
+    infotext_sampler,
 )
 
 
@@ -78,6 +80,9 @@ def generation_result(
         timings=timings,
         prompt_tokens=output.prompt_tokens,
         negative_prompt_tokens=output.negative_prompt_tokens,
+        model=model_name(output.base_model),
+        model_hash=output.model_hash,
+        sampler=output.sampler,
     )
 
 
@@ -92,18 +97,21 @@ def sidecar_payload(
 
 
 def infotext_params(request: GenerationRequest, output: EngineOutput) -> InfotextParams:
+    sampler, schedule_type = infotext_sampler(request.sampler)
     ensemble = request.refiner_mode == "ensemble"
     refined = output.refiner_model is not None
     return InfotextParams(
         prompt=request.prompt,
         negative_prompt=request.negative_prompt,
         steps=request.num_inference_steps,
-        sampler="Euler",
+        sampler=sampler,
+        schedule_type=schedule_type,
         cfg_scale=request.guidance_scale,
         seed=output.seed,
         width=request.width,
         height=request.height,
-        model=output.base_model,
+        model=model_name(output.base_model),
+        model_hash=output.model_hash,
         refiner=output.refiner_model if refined else None,
         refiner_switch_at=request.high_noise_frac if refined and ensemble else None,
         refiner_mode=None if not refined or ensemble else "sequential",

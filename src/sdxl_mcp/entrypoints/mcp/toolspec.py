@@ -162,4 +162,4 @@ FULL_RESULT: Mapping[str, tuple[str, ...]] = {"GenerationResult": tuple(
     name for name in GenerationResult.model_fields if name not in (
         "source_image_id", "mask_image_id", "image_url", "image", "metadata_path",
         "device", "refiner_error", "cached", "steps", "pexels_photo_id",
-        "pexels_page_url"))}
+        "pexels_page_url", "model", "model_hash", "sampler"))}

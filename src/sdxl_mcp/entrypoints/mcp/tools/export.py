@@ -13,9 +13,9 @@ from sdxl_mcp.service.facade import ImageService
 from sdxl_mcp.settings import Settings
 
 EXPORT_DESCRIPTION = (
-    "Last step for a post: a web-ready copy of an image (preset or width/height, WebP, "
-    "JPEG or PNG, optionally under max_bytes). Returns path, alt, <img> HTML, Markdown "
-    "and, for stock photos, the attribution to print."
+    "Last step for a post: a web-ready copy (preset or size; WebP, JPEG or PNG; optionally "
+    "under max_bytes). Returns path, alt, <img> HTML, Markdown and, for stock photos, the "
+    "attribution to print."
 )
 
 

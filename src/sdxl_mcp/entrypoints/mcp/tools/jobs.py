@@ -29,7 +29,7 @@ class JobArguments(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     job_id: str = Field(
-        min_length=1, max_length=64, description="From generate_image, edit_image or vary_image."
+        min_length=1, max_length=64, description="A job's job_id (generate, edit, vary)."
     )
 
 
@@ -87,10 +87,10 @@ async def cancel_generation(
 
 # ------------------------------------------------------------------ the table
 GENERATE_DESCRIPTION = (
-    "New SDXL image (base + refiner), saved as PNG, when find_images and "
-    "search_stock_image have nothing fitting. Draft first (quality 'fast' or 'draft'), then "
-    "rerun the chosen seed at full quality. Returns the Result, a preview and a link; past "
-    "the wait limit, status 'running' and a job_id for get_generation."
+    "New SDXL image, saved as PNG, when find_images and search_stock_image have nothing "
+    "fitting. Draft first (quality 'fast' or 'draft'), then rerun the chosen seed at full "
+    "quality. Returns the Result, a preview and a link; past the wait limit, status "
+    "'running' and a job_id for get_generation."
 )
 
 

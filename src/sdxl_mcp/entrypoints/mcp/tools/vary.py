@@ -25,9 +25,9 @@ from sdxl_mcp.service.vary import vary
 from sdxl_mcp.settings import Settings
 
 VARY_DESCRIPTION = (
-    "1-4 variations of a generated image: its request rerun with new seeds. Other "
-    "arguments are generate_image's and override the source's (omitted or null keeps "
-    "it). One job; returns {status, job_id, results: [Result...]}. Stock photos: edit_image."
+    "1-4 variations of a generated image: its request rerun with new seeds; other "
+    "arguments override the source's (null keeps it). One job; returns {status, job_id, "
+    "results}. Stock photos: edit_image."
 )
 
 
