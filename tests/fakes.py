@@ -62,6 +62,9 @@ class GatedBackend:
     def loaded_loras(self) -> None:
         return None  # like Ray: the fake cannot say
 
+    def loaded_models(self) -> None:
+        return None
+
     def generate(
         self, req: GenerationRequest, seed: int, on_progress: Any = None,
         cancel: CancelToken | None = None,

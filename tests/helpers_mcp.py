@@ -4,4 +4,4 @@ from __future__ import annotations
 
 TOOLS = {"generate_image", "get_generation", "cancel_generation", "search_stock_image",
          "gpu_status", "find_images", "export_image", "edit_image", "vary_image",
-         "list_loras"}
+         "list_models"}

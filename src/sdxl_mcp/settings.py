@@ -65,6 +65,10 @@ def default_output_dir() -> Path:
     return Path(platformdirs.user_data_dir("sdxl-mcp")) / "images"
 
 
+def default_model_dirs() -> list[Path]:
+    return [Path(platformdirs.user_data_dir("sdxl-mcp")) / "models"]
+
+
 def default_lora_dirs() -> list[Path]:
     return [Path(platformdirs.user_data_dir("sdxl-mcp")) / "loras"]
 
@@ -88,6 +92,14 @@ class Settings(BaseSettings):
     refiner_model: str = Field(
         "stabilityai/stable-diffusion-xl-refiner-1.0",
         description="hub id, local folder or .safetensors checkpoint; empty = no refiner",
+    )
+    model_dirs: Annotated[list[Path], NoDecode] = Field(
+        default_factory=default_model_dirs,
+        description="folders (comma-separated) of SDXL checkpoints and diffusers folders that "
+        "requests name in `model`",
+    )
+    model_cache: int = Field(
+        1, ge=0, le=8, description="base models kept in CPU RAM besides the one on the device"
     )
     checkpoint_config: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
@@ -196,14 +208,14 @@ class Settings(BaseSettings):
         return check_pexels_base_url(value)
 
     @field_validator("http_allowed_hosts", "input_dirs", "lora_dirs", "checkpoint_config",
-                     mode="before")
+                     "model_dirs", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("input_dirs", "lora_dirs", "checkpoint_config")
+    @field_validator("input_dirs", "lora_dirs", "checkpoint_config", "model_dirs")
     @classmethod
     def _folders(cls, value: list[Path]) -> list[Path]:
         folders = [path.expanduser() for path in value]

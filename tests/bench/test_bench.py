@@ -12,6 +12,7 @@ import pytest
 
 from sdxl_mcp.bench.overhead import overhead, overhead_report
 from sdxl_mcp.bench.startup import startup
+from sdxl_mcp.schemas import SAMPLER_NAMES
 
 
 def test_overhead_reports_both_paths_and_the_difference(tiny_models: tuple) -> None:
@@ -150,6 +151,11 @@ def test_full_size_report_has_the_speed_settings_and_vae_tables(
     assert [r["mode"] for r in variations] == ["one by one", "batched"]
     assert any(title.startswith("edit: img2img") for title in tables)
     assert any(title.startswith("drafts and LoRA") for title in tables)  # bench.draft
+    samplers = next(rows for title, rows in tables.items() if title.startswith("samplers"))
+    assert [r["sampler"] for r in samplers] == list(SAMPLER_NAMES)  # bench.models
+    switch = next(rows for title, rows in tables.items() if title.startswith("model switch"))
+    assert [r["switch to"] for r in switch] == ["second", "first", "second"]
+    assert all(r["seconds"] > 0 for r in switch)
 
 
 def test_the_bench_package_and_its_parser_load_neither_torch_nor_the_mcp_sdk() -> None:

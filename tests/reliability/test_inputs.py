@@ -400,6 +400,8 @@ _VALID = {
                                                                       strict=True)])),
     # Any name (quality "draft" is not drawn here; with it a sampler is refused).
     "sampler": st.none() | st.sampled_from(SAMPLER_NAMES),
+    # A name is checked against the models folder at admission, not by the schema.
+    "model": st.none() | st.sampled_from(["juggernautXL_v9", "pony-xl.v6", "RealVisXL 4"]),
 }
 assert set(_VALID) | {"prompt"} == set(_FIELDS), "a Request field has no strategy here"
 
@@ -530,7 +532,8 @@ def test_openapi_document_is_valid_openapi_31_and_describes_every_route(
     assert set(document["paths"]) == {"/api/media/generate-image", "/api/media/jobs/{job_id}",
                                       "/api/media/images/{ref}", "/api/media/export",
                                       "/api/media/edit-image", "/api/media/vary-image",
-                                      "/api/media/loras", "/healthz", "/openapi.json"}
+                                      "/api/media/models", "/api/media/loras", "/healthz",
+                                      "/openapi.json"}
     post = document["paths"]["/api/media/generate-image"]["post"]
     assert {"200", "202", "401", "413", "422", "429", "503"} <= set(post["responses"])
     assert document["security"] == [{"bearer": []}]
@@ -581,6 +584,7 @@ OPERATIONS = [
     ("/api/media/export", "POST"),
     ("/api/media/edit-image", "POST"),
     ("/api/media/vary-image", "POST"),
+    ("/api/media/models", "GET"),
     ("/api/media/loras", "GET"),
     ("/healthz", "GET"),
     ("/openapi.json", "GET"),
@@ -612,12 +616,16 @@ NEGATIVE_OPERATIONS = [("/api/media/generate-image", "POST"), ("/api/media/jobs/
 #: for either means its default, which JSON Schema cannot tie together), and an
 #: image reference must name an image this server may read; A1111 emphasis and
 #: <lora:...> tags inside a prompt (a grammar, not a pattern); LoRA names exist only
-#: at run time; fewer than 20 steps and draft mode need each other (and a setting).
+#: at run time; fewer than 20 steps and draft mode need each other (and a setting);
+#: a model name exists only in the models folder (its length is checked, not published),
+#: and a sampler does not go with draft mode.
 PROSE_ONLY = ("must not be empty", "cannot be combined with width or height",
               "must be an image_id", "for a literal bracket", "emphasis weights must be",
               "which is not a number", "prompt: the weight of", "is not <lora:name>",
               "unknown LoRA", "is given twice", "LoRAs per request", "a LoRA name is",
-              'steps only with quality "draft"', "needs SDXL_MCP_DRAFT_LORA")
+              'steps only with quality "draft"', "needs SDXL_MCP_DRAFT_LORA",
+              "model is a name from list_models", "model: no model",
+              'sampler cannot be combined with quality "draft"')
 
 
 @pytest.mark.parametrize(

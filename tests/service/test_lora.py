@@ -1,6 +1,6 @@
 """LoRA adapters and draft mode without torch: the request rules, the files, the
-service's admission, ``list_loras`` over MCP and REST (the engine side is
-``test_lora_engine``)."""
+service's admission, ``list_models`` (LoRAs) over MCP and ``/api/media/loras`` over
+REST (the engine side is ``test_lora_engine``)."""
 
 from __future__ import annotations
 
@@ -215,7 +215,7 @@ def test_a_configured_lora_folder_that_does_not_exist_is_a_startup_warning(
 
 # ---------------------------------------------------------------- transports
 @pytest.mark.anyio
-async def test_list_loras_and_bad_lora_requests_over_mcp(
+async def test_list_models_lists_loras_and_bad_lora_requests_over_mcp(
     make_settings: Callable[..., Any], tmp_path: Path
 ) -> None:
     fake_safetensors(tmp_path / "loras" / "ink.safetensors")
@@ -224,7 +224,7 @@ async def test_list_loras_and_bad_lora_requests_over_mcp(
     svc = ImageService(settings, backend=backend)  # type: ignore[arg-type]
     async with Client(build_server(settings, svc)) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
-        listed = await client.call_tool("list_loras", {})
+        listed = await client.call_tool("list_models", {})
         unknown = await client.call_tool("generate_image", {
             "prompt": "a fox", "loras": [{"name": "nope"}], **SMALL})
         tagged = await client.call_tool("generate_image", {
@@ -233,8 +233,8 @@ async def test_list_loras_and_bad_lora_requests_over_mcp(
                                                           "quality": "draft"})
         queue = svc.queue_status()
         files = list(settings.output_dir.rglob("*.png"))
-    assert tools["list_loras"].annotations.read_only_hint is True
-    assert len(json.dumps(tools["list_loras"].model_dump(mode="json"))) < 1500
+    assert tools["list_models"].annotations.read_only_hint is True
+    assert len(json.dumps(tools["list_models"].model_dump(mode="json"))) < 1500
     assert not listed.is_error
     body = listed.structured_content or {}
     assert [(i["name"], i["loaded"]) for i in body["loras"]] == [("ink", None)]

@@ -31,7 +31,7 @@ def _request(**fields: Any) -> GenerationRequest:
     {"guidance_scale": 7.0}, {"num_inference_steps": 21}, {"width": 264},
     {"use_refinement": False}, {"high_quality": False}, {"refiner_mode": "sequential"},
     {"high_noise_frac": 0.7}, {"refiner_steps": 10}, {"refiner_strength": 0.4},
-    {"sampler": "DPM++ 2M Karras"}, {"sampler": "Euler"},
+    {"sampler": "DPM++ 2M Karras"}, {"sampler": "Euler"}, {"model": "juggernautXL_v9"},
 ])
 def test_any_pixel_changing_field_misses(
     make_settings: Callable[..., Settings], change: dict[str, Any]
@@ -62,13 +62,14 @@ def test_fields_that_do_not_change_pixels_share_the_key(
     assert request_key(by_ratio, settings) == request_key(by_size, settings)
 
 
-def test_a_key_made_before_samplers_existed_still_matches(
+def test_a_key_made_before_samplers_and_models_existed_still_matches(
     make_settings: Callable[..., Settings],
 ) -> None:
-    """The canonical JSON of a request without a sampler is what it was before the field."""
+    """The canonical JSON of a request without a sampler or model is what it was before
+    those fields came."""
     settings = make_settings()
     fields = _request().model_dump(mode="json", exclude=set(NOT_PIXELS))
-    assert fields.pop("sampler") is None
+    assert fields.pop("sampler") is None and fields.pop("model") is None
     fields["models"] = {"base": settings.base_model, "refiner": settings.refiner_model,
                         "vae": settings.vae_model, "precision": settings.precision,
                         "device": settings.device}

@@ -23,7 +23,8 @@ from sdxl_mcp.schemas import EditRequest, EngineStateName, EngineStatus, Generat
 if TYPE_CHECKING:
     from sdxl_mcp.settings import Settings
 
-Stage = Literal["base", "refiner"]
+#: ``model``: a base model being switched to (before the denoising stages).
+Stage = Literal["base", "refiner", "model"]
 
 
 def eta_text(seconds: float | None) -> str:
@@ -49,10 +50,14 @@ class ProgressEvent:
     done: int
     total: int
     eta_s: float | None = None
+    #: Stage ``model``: the base model being loaded.
+    model: str | None = None
 
     @property
     def message(self) -> str:
         """``"SDXL base 12/40, about 9 s left"`` (no estimate yet: no tail)."""
+        if self.stage == "model":
+            return f"loading {self.model}"
         name = "SDXL base" if self.stage == "base" else "SDXL refiner"
         left = eta_text(self.eta_s)
         return f"{name} {self.step}/{self.stage_total}" + (f", {left}" if left else "")
@@ -150,6 +155,11 @@ class Backend(Protocol):
 
     def loaded_loras(self) -> list[str] | None:
         """Names of the LoRA adapters the backend holds; None when it cannot say (Ray)."""
+        ...
+
+    def loaded_models(self) -> dict[str, str] | None:
+        """Base model name -> ``device`` or ``cpu`` for the models the backend holds;
+        None when it cannot say (Ray)."""
         ...
 
     def status(self, plan: bool = False) -> EngineStatus:

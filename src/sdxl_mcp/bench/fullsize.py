@@ -7,7 +7,9 @@ dtype. The refiner schedule and the dtypes are the engine's too
 (``engine.devices``, ``engine.schedules``), so the bench times what production runs.
 Without CUDA it refuses (exit 2) unless ``--force``: full-size SDXL on a CPU
 takes minutes per step. Importing this module imports torch. The edit and the
-variations (one by one vs batched) tables come from ``bench.edits``.
+variations (one by one vs batched) tables come from ``bench.edits``, the drafts
+and LoRA table from ``bench.draft``, the samplers and model-switch tables from
+``bench.models``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 
 from sdxl_mcp.bench.draft import draft_tables
 from sdxl_mcp.bench.edits import edit_run, variations_run
+from sdxl_mcp.bench.models import model_tables
 from sdxl_mcp.bench.pipelines import (
     Timer,
     build_base_unet,
@@ -100,7 +103,8 @@ def full_size(args: argparse.Namespace) -> dict[str, Any] | None:
         "benchmark": "full_size",
         "models": args.models,
         "table": rows,
-        "tables": {**tables, **draft_tables(args, device, say)},
+        "tables": {**tables, **draft_tables(args, device, say),
+                   **model_tables(args, device, say)},
     }
 
 

@@ -59,6 +59,8 @@ class BatchMixin:
         with self.generate_lock:
             if cancel.cancelled:
                 raise Cancelled(f"Generation {cancel.reason} before it started.")
+            timings["model_load"] += round(
+                self.use_model(request.model, progress, request.num_inference_steps), 4)
             try:
                 outputs = self.loras.run(self.base, request, lambda r: self.generate_images(
                     r, seeds[0], batched_progress(progress, len(seeds)), cancel, timings, seeds))

@@ -174,6 +174,15 @@ class LoraAdapters:
         for name in self.loaded():
             self._delete(pipe, name)
 
+    def forget(self, pipe: Any) -> None:
+        """Another base model takes ``pipe``'s place: delete every adapter from it (the
+        draft LoRA too), so the next pipeline starts clean and a parked one holds none."""
+        self.unload_all(pipe)
+        if self._draft_loaded:
+            _remove(pipe, DRAFT_ADAPTER)
+            self._draft_loaded = False
+        self._unfused = False
+
     def _delete(self, pipe: Any, name: str) -> None:
         with self._lock:
             entry = self._loaded.pop(name, None)

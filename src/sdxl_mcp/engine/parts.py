@@ -35,6 +35,8 @@ class ResidentEngine(Protocol):
     loras: LoraAdapters
     #: A1111's AutoV2 hash of a single-file base checkpoint (None: a folder or hub id).
     model_hash: str | None
+    #: The base model in use: what was loaded (a path, hub id or tiny-random).
+    model_ref: str
 
     @property
     def base(self) -> Any: ...
@@ -48,6 +50,9 @@ class ResidentEngine(Protocol):
     def load(self) -> None: ...
 
     def sync(self) -> None: ...
+
+    def use_model(self, name: str | None, on_progress: ProgressCallback | None,
+                  total_steps: int) -> float: ...
 
     def with_oom_retry(self, stage: str, run: Callable[[], T],
                        before_retry: Callable[[], None] | None = None) -> T: ...

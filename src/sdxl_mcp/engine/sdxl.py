@@ -44,6 +44,7 @@ from sdxl_mcp.engine.devices import (
 from sdxl_mcp.engine.edit import EditPipelines, run_edit
 from sdxl_mcp.engine.loadplan import LoadPlan, plan_load, resolve_model
 from sdxl_mcp.engine.lora import LoraAdapters
+from sdxl_mcp.engine.models import BaseModels
 from sdxl_mcp.engine.precision import PrecisionDecision
 from sdxl_mcp.engine.quiet import quiet_libraries
 from sdxl_mcp.engine.refinestage import run_refiner
@@ -58,6 +59,7 @@ from sdxl_mcp.errors import (
     first_line,
 )
 from sdxl_mcp.library.checkpoints import model_hash
+from sdxl_mcp.library.models import default_model, find_model
 from sdxl_mcp.schemas import EditRequest, GenerationRequest
 from sdxl_mcp.settings import Settings
 
@@ -90,6 +92,9 @@ class SDXLEngine(BatchMixin):
         self._edits = EditPipelines()
         self.loras = LoraAdapters(settings)  # LoRA adapters and draft mode, per request
         self.model_hash: str | None = None
+        self.model_ref = settings.base_model
+        #: The base models by name (``model``): made when the stock base has loaded.
+        self.models: BaseModels | None = None
 
     # ----------------------------------------------------------------- state
     @property
@@ -113,6 +118,9 @@ class SDXLEngine(BatchMixin):
 
     def loaded_loras(self) -> list[str]:
         return self.loras.loaded()
+
+    def loaded_models(self) -> dict[str, str]:
+        return self.models.loaded() if self.models is not None else {}
 
     def status(self, plan: bool = False) -> EngineStatus:
         """State and precision; ``plan=True`` before loading works out the load plan."""
@@ -208,10 +216,42 @@ class SDXLEngine(BatchMixin):
             self._optimise_for_cuda(base, refiner)
         self._base, self._refiner = base, refiner
         self._base_path, self._refiner_path = base_path, refiner_path
-        if Path(base_path).is_file():  # A1111's "Model hash" (a read of the whole file, once)
-            started = time.perf_counter()
-            self.model_hash = model_hash(Path(base_path))
-            log.info("Model hash %s (%.1f s)", self.model_hash, time.perf_counter() - started)
+        self.model_ref = s.base_model
+        self.model_hash = _hash_of(base_path)
+        self.models = BaseModels(default_model(s).name, base, device, s.model_cache)
+
+    def use_model(self, name: str | None, on_progress: ProgressCallback | None,
+                  total_steps: int) -> float:
+        """Under ``generate_lock``: make the base model ``name`` (None: BASE_MODEL) the one
+        in use (``engine.models``); the seconds the switch took."""
+        assert self.models is not None, "engine not loaded"
+        target = name or self.models.stock_name
+        if target == self.models.current_name:
+            return 0.0
+        entry = find_model(self.settings, target)
+        previous = self._base
+        seconds = self.models.use(target, lambda: self._load_base(entry.ref, target),
+                                  on_progress, total_steps)
+        self.loras.forget(previous)  # a parked pipeline keeps no adapters
+        self._base = self.models.current
+        self._edits = EditPipelines()  # built from the new base on first use
+        self.model_ref = entry.ref
+        self.model_hash = _hash_of(entry.ref)
+        return seconds
+
+    def _load_base(self, ref: str, name: str) -> Any:
+        """Another base model from disk, at the decided precision (the stock VAE if
+        SDXL_MCP_VAE_MODEL replaces the model's own)."""
+        s = self.settings
+        assert self.models is not None
+        extra: dict[str, Any] = {"vae": self.models.stock.vae} if s.vae_model else {}
+        pipe = _from_pretrained(StableDiffusionXLPipeline, ref, "model", name,
+                                configs=s.checkpoint_config,
+                                dtype=TORCH_DTYPES[self.decision.dtype], **extra)
+        pipe.set_progress_bar_config(disable=True)
+        if self.decision.device.startswith("cuda"):
+            self._optimise_for_cuda(pipe, None)
+        return pipe
 
     def _optimise_for_cuda(self, base: Any, refiner: Any) -> None:
         """The GPU speed settings; each is measured by ``sdxl-mcp bench --full-size``."""
@@ -262,6 +302,8 @@ class SDXLEngine(BatchMixin):
         with self.generate_lock:
             if cancel.cancelled:
                 raise Cancelled(f"Generation {cancel.reason} before it started.")
+            timings["model_load"] += round(
+                self.use_model(request.model, on_progress, request.num_inference_steps), 4)
             return self.loras.run(self.base, request, lambda r: self.generate_images(
                 r, seed, on_progress, cancel, timings))[0]
 
@@ -349,6 +391,8 @@ class SDXLEngine(BatchMixin):
         with self.generate_lock:
             if cancel.cancelled:
                 raise Cancelled(f"Edit {cancel.reason} before it started.")
+            timings["model_load"] += round(
+                self.use_model(request.model, on_progress, request.num_inference_steps), 4)
             return self.loras.run(self.base, request, lambda r: [run_edit(
                 self, self._edits, r, seed, source, mask, on_progress, cancel, timings)])[0]
 
@@ -455,6 +499,18 @@ class SDXLEngine(BatchMixin):
         # CUDA kernels run asynchronously; synchronise so stage timings are real.
         if self._decision is not None and self._decision.device.startswith("cuda"):
             torch.cuda.synchronize()
+
+
+def _hash_of(ref: str) -> str | None:
+    """A1111's "Model hash" of a single-file checkpoint (one read of the whole file, then
+    cached); None for a folder or hub id."""
+    path = Path(ref)
+    if not path.is_file():
+        return None
+    started = time.perf_counter()
+    value = model_hash(path)
+    log.info("Model hash of %s: %s (%.1f s)", path.name, value, time.perf_counter() - started)
+    return value
 
 
 def _from_pretrained(cls: Any, path: str, setting: str, ref: str,

@@ -28,8 +28,16 @@ from typing import Literal
 
 from sdxl_mcp.errors import ModelUnavailable
 
-__all__ = ["CHECKPOINT_SUFFIX", "CheckpointKind", "check_checkpoint", "checkpoint_kind",
-           "model_hash", "model_name", "safetensors_keys"]
+__all__ = [
+    "CHECKPOINT_SUFFIX",
+    "CheckpointKind",
+    "cached_model_hash",
+    "check_checkpoint",
+    "checkpoint_kind",
+    "model_hash",
+    "model_name",
+    "safetensors_keys",
+]
 
 CHECKPOINT_SUFFIX = ".safetensors"
 #: Suffixes of pickled checkpoints: loading one can run code, so they are never opened.
@@ -121,9 +129,23 @@ def check_checkpoint(path: Path, wanted: Literal["sdxl-base", "sdxl-refiner"],
 
 
 def model_name(ref: str) -> str:
-    """How a model is named in the infotext: a checkpoint file by its stem (as A1111
-    does), a folder or hub id as configured."""
-    return Path(ref).stem if ref.lower().endswith(CHECKPOINT_SUFFIX) else ref
+    """How a model is named (infotext, Result, ``model``): a checkpoint file by its
+    stem (as A1111 does), a local folder by its name, a hub id as configured."""
+    if ref.lower().endswith(CHECKPOINT_SUFFIX):
+        return Path(ref).stem
+    if ref.startswith(("/", "~", ".")) or "\\" in ref or ref.count("/") > 1:
+        return Path(ref).name or ref
+    return ref
+
+
+def cached_model_hash(path: Path) -> str | None:
+    """The hash :func:`model_hash` already computed for this file as it is now, else None."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    with _hash_lock:
+        return _hashes.get((str(path.resolve()), stat.st_size, stat.st_mtime_ns))
 
 
 def model_hash(path: Path) -> str:

@@ -21,7 +21,7 @@ from sdxl_mcp.settings import Settings
 #: Request fields that never change the pixels of a generation.
 NOT_PIXELS = frozenset({"use_pexels", "use_generation", "reuse", "quality", "aspect_ratio"})
 #: Request fields added after catalogs existed: left out of the key while null.
-ADDED_LATER = ("sampler",)
+ADDED_LATER = ("sampler", "model")
 
 
 def request_key(request: GenerationRequest, settings: Settings) -> str | None:

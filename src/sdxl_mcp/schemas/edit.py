@@ -32,6 +32,7 @@ from sdxl_mcp.schemas.fields import (
     without_default_nulls,
 )
 from sdxl_mcp.schemas.loras import MAX_LORAS, LoraRef, check_loras, skip_refiner_for_loras
+from sdxl_mcp.schemas.models import ModelName, check_model_name
 
 __all__ = ["MAX_STRENGTH", "MIN_STRENGTH", "EditRequest"]
 
@@ -69,7 +70,10 @@ class EditRequest(BaseModel):
         (), max_length=MAX_LORAS,
         description="Up to 4 list_loras names; skip the refiner unless use_refinement.",
     )
-    sampler: SamplerName | None = Field(None, description="A1111 name; omitted: Euler.")
+    sampler: SamplerName | None = Field(None, description="Omitted: Euler.")
+    model: ModelName | None = Field(None, description="From list_models.")
+
+    _model_name = field_validator("model")(check_model_name)
 
     @model_validator(mode="before")
     @classmethod

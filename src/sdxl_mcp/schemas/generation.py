@@ -36,6 +36,7 @@ from sdxl_mcp.schemas.fields import (
     without_default_nulls,
 )
 from sdxl_mcp.schemas.loras import MAX_LORAS, LoraRef, check_loras, skip_refiner_for_loras
+from sdxl_mcp.schemas.models import ModelName, check_model_name
 
 
 class GenerationRequest(BaseModel):
@@ -44,8 +45,8 @@ class GenerationRequest(BaseModel):
     model_config = REQUEST_CONFIG
 
     prompt: Prompt = Field(
-        description="Subject first, then style and lighting; read whole (no 77-token "
-        "cut). A1111 (word:1.3), [word], BREAK; \\( for a literal bracket."
+        description="Subject first, then style and lighting; read whole. A1111 (word:1.3), "
+        "[word], BREAK; \\( for a literal bracket."
     )
     negative_prompt: NegativePrompt | None = Field(
         None, description="What to avoid, e.g. 'blurry, text, watermark'."
@@ -88,13 +89,16 @@ class GenerationRequest(BaseModel):
         description="An SDXL size instead of width/height; 1.91:1 is a social card.",
     )
     reuse: bool = Field(
-        True, description="With a seed: return the identical earlier image; false regenerates."
+        True, description="With a seed: the earlier identical image; false regenerates."
     )
     loras: tuple[LoraRef, ...] = Field(
         (), max_length=MAX_LORAS,
         description="Up to 4 list_loras names; skip the refiner unless use_refinement.",
     )
-    sampler: SamplerName | None = Field(None, description="A1111 name; omitted: Euler.")
+    sampler: SamplerName | None = Field(None, description="Omitted: Euler.")
+    model: ModelName | None = Field(None, description="From list_models.")
+
+    _model_name = field_validator("model")(check_model_name)
 
     @field_validator("sampler")
     @classmethod

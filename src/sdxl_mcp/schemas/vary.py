@@ -25,7 +25,6 @@ from sdxl_mcp.schemas.fields import (
     Prompt,
     QualityPreset,
     RefinerMode,
-    SamplerName,
     _invisible,
     _no_control_chars,
     check_steps,
@@ -76,7 +75,7 @@ class VaryRequest(BaseModel):
     refiner_strength: float | None = Field(None, ge=0.05, le=1.0)
     loras: tuple[LoraRef, ...] | None = Field(
         None, max_length=MAX_LORAS, description="list_loras names; []: none.")
-    sampler: SamplerName | None = None
+    # sampler and model are not overrides: a variation runs its source's (tool space).
 
     def overrides(self) -> dict[str, Any]:
         """The Request fields given (not null), as JSON values."""

@@ -24,9 +24,9 @@ from sdxl_mcp.library.infotext import InfotextParams
 from sdxl_mcp.library.loras import with_loras
 from sdxl_mcp.library.resolver import ResolvedImage
 from sdxl_mcp.schemas import EditRequest, GenerationResult, infotext_sampler
+from sdxl_mcp.service.admission import admit
 from sdxl_mcp.service.jobs import Job, ProgressListener
 from sdxl_mcp.service.keeping import Entry
-from sdxl_mcp.service.loras import admit
 from sdxl_mcp.service.results import generation_message
 from sdxl_mcp.settings import Settings
 

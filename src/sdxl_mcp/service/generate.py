@@ -2,7 +2,7 @@
 
 Guarantees (``tests/service/test_service.py``, ``tests/service/test_reuse.py``):
 
-* the request is admitted (``service.loras.admit``: LoRA names, draft) before
+* the request is admitted (``service.admission``: model, LoRA names, draft) before
   anything runs; a stock search that fails falls through to generation, and
   with ``use_generation=false`` its error (other than "no key") is the answer;
 * a seeded request identical to a catalogued one (``reuse``) answers with
@@ -29,9 +29,9 @@ from sdxl_mcp.library import ImageStore, format_infotext
 from sdxl_mcp.library.loras import with_loras
 from sdxl_mcp.library.reuse import request_key, same_precision
 from sdxl_mcp.schemas import GenerationRequest, GenerationResult
+from sdxl_mcp.service.admission import admit
 from sdxl_mcp.service.jobs import Job, ProgressListener
 from sdxl_mcp.service.keeping import Entry
-from sdxl_mcp.service.loras import admit
 from sdxl_mcp.service.results import infotext_params, reused_result
 from sdxl_mcp.service.stock import first_match
 from sdxl_mcp.settings import Settings

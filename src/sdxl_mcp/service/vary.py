@@ -30,9 +30,9 @@ from sdxl_mcp.schemas import (
     describe_validation_error,
 )
 from sdxl_mcp.schemas.loras import lora_overrides_reopen_refiner
+from sdxl_mcp.service.admission import admit
 from sdxl_mcp.service.generate import generation_entry
 from sdxl_mcp.service.jobs import Job, ProgressListener
-from sdxl_mcp.service.loras import admit
 
 if TYPE_CHECKING:
     from sdxl_mcp.service.facade import ImageService
@@ -97,7 +97,8 @@ def plan_variations(source: ResolvedImage, request: VaryRequest) -> VariationPla
     if "quality" in overrides:  # the new preset decides what the overrides leave
         for key in QUALITY_PRESETS[overrides["quality"]]:
             base.pop(key, None)
-    if lora_overrides_reopen_refiner(overrides):
+    if lora_overrides_reopen_refiner(overrides) or "model" in overrides:
+        # New LoRAs or another model: the refiner rule decides again (unless overridden).
         base.pop("use_refinement", None)
     merged = {**base, **overrides, "use_pexels": False, "use_generation": True}
     seeds = [s if s is not None else secrets.randbelow(SEED_MAX + 1) for s in request.seeds()]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from sdxl_mcp import __version__
-from sdxl_mcp.schemas.fields import ASPECT_RATIOS, QualityPreset, RefinerMode
+from sdxl_mcp.schemas.fields import ASPECT_RATIOS, SAMPLER_NAMES, QualityPreset, RefinerMode
 from sdxl_mcp.schemas.stock import Orientation, PhotoSize
 
 __all__ = ["EDIT_FIELDS", "GENERATE_FIELDS", "VARY_FIELDS", "build_parser", "request_fields"]
@@ -23,7 +23,7 @@ __all__ = ["EDIT_FIELDS", "GENERATE_FIELDS", "VARY_FIELDS", "build_parser", "req
 _ASPECTS = ", ".join(ASPECT_RATIOS)
 # What each command's flags set, by request field name.
 _COMMON = ("negative_prompt", "seed", "num_inference_steps", "guidance_scale",
-           "use_refinement", "loras")
+           "use_refinement", "loras", "model", "sampler")
 _GENERATION = ("quality", "width", "height", "aspect_ratio", "high_quality", "refiner_mode",
                "high_noise_frac", "refiner_steps", "refiner_strength")
 GENERATE_FIELDS = (*_COMMON, *_GENERATION, "reuse")
@@ -65,7 +65,11 @@ def _add_common_flags(command: argparse.ArgumentParser, *, tristate_refine: bool
     command.add_argument("--lora", dest="loras", type=_lora, action="append", default=None,
                          metavar="NAME[:WEIGHT]",
                          help="a LoRA from SDXL_MCP_LORA_DIRS (weight 0-2, default 1); "
-                         "up to 4 (see list_loras)")
+                         "up to 4 (see `sdxl-mcp models`)")
+    command.add_argument("--model", help="a model by name from `sdxl-mcp models` "
+                         "(default: SDXL_MCP_BASE_MODEL)")
+    command.add_argument("--sampler", choices=SAMPLER_NAMES, metavar="NAME",
+                         help="an A1111 sampler: " + ", ".join(SAMPLER_NAMES))
     command.add_argument("--json", action="store_true", help="print the full answer as JSON")
     command.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -117,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generation_flags(vary)
 
     sub.add_parser("gpu", help="print device facts and the precision decision")
+    models = sub.add_parser("models", help="list the models, LoRAs and styles by name")
+    models.add_argument("--json", action="store_true", help="print the full answer as JSON")
 
     stock = sub.add_parser("stock", help="search Pexels for free stock photos")
     stock.add_argument("query")

@@ -61,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _vary(settings, args)
         if args.command == "gpu":
             return _gpu(settings)
+        if args.command == "models":
+            return _models(settings, as_json=args.json)
         if args.command == "serve":
             return _serve(settings, args)
         if args.command == "stock":
@@ -279,6 +281,26 @@ def _gpu(settings: Settings) -> int:
         return _fail(report.message)
     sys.stdout.write(report.model_dump_json(indent=2) + "\n")
     return 0 if report.engine.error is None else 1
+
+
+def _models(settings: Settings, *, as_json: bool) -> int:
+    """What list_models returns: one model per line (or the JSON); nothing is loaded."""
+    from sdxl_mcp.service.models import model_list
+
+    found = model_list(settings, None)
+    if as_json:
+        sys.stdout.write(found.model_dump_json(indent=2) + "\n")
+        return 0
+    for model in found.models:
+        facts = [model.kind, *([f"hash {model.hash}"] if model.hash else []),
+                 *(["default"] if model.default else []),
+                 *([f"defaults {model.defaults}"] if model.defaults else [])]
+        sys.stdout.write(f"{model.name}\t{', '.join(facts)}\n")
+    for lora in found.loras:
+        sys.stdout.write(f"lora {lora.name}\t{lora.bytes} bytes\n")
+    folders = ", ".join(found.model_dirs) or "(none)"
+    sys.stderr.write(f"Models folders: {folders} (SDXL_MCP_MODEL_DIRS)\n")
+    return 0
 
 
 def _make_tiny(directory: Path) -> int:

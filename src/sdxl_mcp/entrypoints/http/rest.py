@@ -53,10 +53,12 @@ from sdxl_mcp.schemas import (
     describe_validation_error,
 )
 from sdxl_mcp.schemas.loras import LoraList
+from sdxl_mcp.schemas.models import ModelList
 from sdxl_mcp.service.edit import edit
 from sdxl_mcp.service.facade import ImageService
 from sdxl_mcp.service.generate import generate
 from sdxl_mcp.service.loras import list_loras as list_loras_of
+from sdxl_mcp.service.models import list_models as list_models_of
 from sdxl_mcp.service.vary import vary
 from sdxl_mcp.settings import Settings
 
@@ -252,6 +254,10 @@ async def list_loras(api: RestApi, _: None, __: None) -> Response:
     return JSONResponse((await list_loras_of(api.service)).model_dump(mode="json"))
 
 
+async def list_models(api: RestApi, _: None, __: None) -> Response:
+    return JSONResponse((await list_models_of(api.service)).model_dump(mode="json"))
+
+
 async def healthz(api: RestApi, _: None, __: None) -> Response:
     health = Health(engine=api.service.engine_state(), queue=api.service.queue_status())
     return JSONResponse(health.model_dump(mode="json"))
@@ -381,6 +387,12 @@ def rest_routes(settings: Settings) -> list[RestRoute]:
                 no_image,
                 Reply.error(StorageError, "The export could not be written."),
             ),
+        ),
+        RestRoute(
+            "GET", "/api/media/models", "listModels",
+            "The models (checkpoints and diffusers folders by name), LoRAs and styles.",
+            list_models, replies=(Reply("200", "Every model of MODEL_DIRS (BASE_MODEL first), "
+                                        "every LoRA and style.", ModelList),),
         ),
         RestRoute(
             "GET", "/api/media/loras", "listLoras", "The LoRA adapters (name, size, loaded).",

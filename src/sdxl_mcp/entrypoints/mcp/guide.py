@@ -72,8 +72,13 @@ counts most. Results report `prompt_tokens`. At most 500 characters.
 chunk, to keep two ideas apart: "a cosy cafe interior BREAK rainy street outside".
 
 **LoRAs.** `<lora:name:0.8>` in a prompt applies that LoRA (same as the `loras` \
-argument; weight 0-2) and is removed from the text encoded. Call `list_loras` for \
+argument; weight 0-2) and is removed from the text encoded. Call `list_models` for \
 names. LoRAs skip the refiner unless you set `use_refinement`.
+
+**Models and samplers.** `model` picks a checkpoint by its `list_models` name (its \
+card's steps, CFG and sampler apply unless you give them); another model than the \
+default skips the refiner unless you set `use_refinement`. `sampler` takes A1111's \
+names, e.g. "DPM++ 2M Karras".
 
 **Sizes.** Use `aspect_ratio` rather than width/height; SDXL was trained on these: \
 {_sizes()}. Blog hero: 16:9; social card (Open Graph): 1.91:1, then `export_image` \

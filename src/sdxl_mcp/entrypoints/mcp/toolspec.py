@@ -154,7 +154,8 @@ BRIEF_RESULT: Mapping[str, tuple[str, ...]] = {
     "GenerationResult": (*_JOB, "eta_s", "image_id", "path", "seed")}
 BRIEF_CANCEL: Mapping[str, tuple[str, ...]] = {"GenerationResult": _JOB}
 BRIEF_VARY: Mapping[str, tuple[str, ...]] = {
-    "GenerationResult": ("status", "message", "image_id", "path", "seed")}
+    "VariationsResult": ("success", "status", "message", "job_id", "results", "error_code"),
+    "GenerationResult": ("status", "image_id", "path", "seed")}
 #: generate_image lists the Result but the fields only an edit fills and those an
 #: agent does not act on (the seed's image_url/image repeat path, attribution holds
 #: the Pexels photo's credit and page; they still come back).

@@ -13,14 +13,23 @@ and a row in :data:`FAMILIES` (docs/ARCHITECTURE.md "Adding a workflow").
 
 from __future__ import annotations
 
-from sdxl_mcp.entrypoints.mcp.tools import edit, export, jobs, library, loras, status, stock, vary
+from sdxl_mcp.entrypoints.mcp.tools import (
+    edit,
+    export,
+    jobs,
+    library,
+    models,
+    status,
+    stock,
+    vary,
+)
 from sdxl_mcp.entrypoints.mcp.toolspec import ToolSpec
 from sdxl_mcp.settings import Settings
 
 __all__ = ["FAMILIES", "tool_specs"]
 
 #: The tool families, in the order their tools are listed.
-FAMILIES = (jobs, stock, status, library, export, edit, vary, loras)
+FAMILIES = (jobs, stock, status, library, export, edit, vary, models)
 
 
 def tool_specs(settings: Settings) -> list[ToolSpec]:

@@ -19,9 +19,8 @@ from sdxl_mcp.service.facade import ImageService
 from sdxl_mcp.settings import Settings
 
 EDIT_DESCRIPTION = (
-    "Change an image (generated or stock): no mask = image-to-image; a mask = inpaint "
-    "its white part. Saved as a new image of the source's size; returns generate_image's "
-    "Result plus source_image_id."
+    "Change an image: no mask = image-to-image; a mask = inpaint its white part. A new "
+    "image of the source's size; returns generate_image's Result plus source_image_id."
 )
 
 

@@ -27,8 +27,8 @@ def specs(settings: Settings) -> list[ToolSpec]:
         ToolSpec(
             name="find_images",
             title="Find library images",
-            description="Images this server already has (generated or downloaded), newest "
-            "first. Call first: reuse beats a new image. Hits carry the image_id other tools take.",
+            description="Images this server has (made, downloaded, fetched), newest first. Call "
+            "first: reuse beats a new image; hits carry the image_id tools take.",
             arguments=FindImagesRequest,
             output=FindImagesResult,
             handler=find_images,
