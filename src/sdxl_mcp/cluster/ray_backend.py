@@ -182,6 +182,8 @@ class RayBackend:
         self._handle: Any = None
         self._started_ray = False
         self._replicas: dict[str, dict[str, Any]] = {}
+        #: Set at shutdown: lets the thread that started Ray end (see ``_init_ray``).
+        self._ray_home_done = threading.Event()
 
     @property
     def state(self) -> EngineStateName:
@@ -195,8 +197,7 @@ class RayBackend:
         if not ray.is_initialized():
             address = s.ray_address or None
             log.info("Connecting to Ray at %s", address or "a new local instance")
-            ray.init(address=address, include_dashboard=False, configure_logging=False,
-                     log_to_driver=False, ignore_reinit_error=True)
+            self._init_ray(address)
             self._started_ray = address is None
         gpus = s.ray_num_gpus
         if gpus is None:  # auto: one GPU per replica when the cluster has GPUs
@@ -218,6 +219,34 @@ class RayBackend:
             name=APP_NAME, route_prefix=None,
         )
         log.info("Ray Serve engine replicas ready")
+
+    def _init_ray(self, address: str | None) -> None:
+        """``ray.init`` on a thread that lives as long as this backend.
+
+        A local Ray starts its head processes (gcs_server, raylet) with
+        PR_SET_PDEATHSIG, which Linux fires when the *thread* that forked them
+        exits. Loading runs in a worker thread (the preload, or a job's) that AnyIO
+        retires once idle, so Ray is started from a thread that stays (tests/cluster/
+        test_ray_head.py)."""
+        started = threading.Event()
+        failure: list[BaseException] = []
+
+        def home() -> None:
+            try:
+                ray.init(address=address, include_dashboard=False, configure_logging=False,
+                         log_to_driver=False, ignore_reinit_error=True)
+            except BaseException as exc:  # handed to the loading thread below
+                failure.append(exc)
+                return
+            finally:
+                started.set()
+            self._ray_home_done.wait()
+
+        self._ray_home_done.clear()
+        threading.Thread(target=home, name="sdxl-mcp ray home", daemon=True).start()
+        started.wait()
+        if failure:
+            raise failure[0]
 
     def generate(self, request: GenerationRequest, seed: int,
                  on_progress: ProgressCallback | None = None,
@@ -312,6 +341,10 @@ class RayBackend:
         """Each replica keeps its own adapters: the front cannot say which."""
         return None
 
+    def loaded_models(self) -> None:
+        """Each replica switches its own base model: the front cannot say which."""
+        return None
+
     def status(self, plan: bool = False) -> EngineStatus:
         """The front's view of its replicas (``plan`` deploys nothing: replicas plan
         on their own machines, and report device and precision once they ran)."""
@@ -352,6 +385,7 @@ class RayBackend:
         if self._started_ray:
             serve.shutdown()
             ray.shutdown()
+        self._ray_home_done.set()  # the thread that started Ray may end now
         self._loading.reset()
 
 
