@@ -10,11 +10,12 @@
 # trailing at guidance 1.0, and 50-step CFG, without and with a random LoRA of
 # SDXL-Lightning's shape, rank 64 on 788 layers; active, disabled, fused), then the
 # samplers (each A1111 name at 30 steps) and the model switch (disk vs CPU RAM cache)
-# tables (src/sdxl_mcp/bench/models.py).
+# tables (src/sdxl_mcp/bench/models.py), and the memory tiers on 8, 12 and 16 GB cards
+# emulated with torch.cuda.set_per_process_memory_fraction (src/sdxl_mcp/bench/memory.py).
 # Budget: under 10 minutes on an H100 (install ~2-3 min, the three dtypes ~2 min, the
 # speed-settings table ~1 min plus torch.compile ~1-2 min, the edit and the variations
 # one-by-one-vs-batched tables ~1 min, drafts and LoRA ~1 min, samplers ~1 min, the
-# switch ~1 min with writing the second base, estimated).
+# switch ~1 min with writing the second base, the memory tiers ~2 min, estimated).
 # SKIP_COMPILE=1 drops compile.
 # Offline machines: pre-populate a wheel folder and set PIP_FIND_LINKS / PIP_NO_INDEX.
 set -euo pipefail

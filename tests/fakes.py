@@ -65,6 +65,9 @@ class GatedBackend:
     def loaded_models(self) -> None:
         return None
 
+    def unload(self) -> bool:
+        return False
+
     def generate(
         self, req: GenerationRequest, seed: int, on_progress: Any = None,
         cancel: CancelToken | None = None,

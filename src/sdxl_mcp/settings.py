@@ -110,8 +110,16 @@ class Settings(BaseSettings):
     device: str = Field("auto", description="auto, cuda, cuda:N, mps or cpu")
     precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
     fp32_min_vram_gb: float = Field(20.0, gt=0)
+    memory: Literal["auto", "full", "balanced", "low", "minimal"] = Field(
+        "auto", description="how much of SDXL stays on the card (docs/MEMORY.md)"
+    )
     allow_cpu: bool = False
     preload: bool = True
+    keep_alive_s: float = Field(
+        900.0, ge=-1,
+        description="idle seconds before the models leave the device and RAM "
+        "(0: after each job; -1: never)",
+    )
     output_dir: Path = Field(default_factory=default_output_dir)
     log_dir: Path = Path("logs")
     max_queue: int = Field(8, ge=0, le=1000)

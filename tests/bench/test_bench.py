@@ -12,6 +12,9 @@ import pytest
 
 from sdxl_mcp.bench.overhead import overhead, overhead_report
 from sdxl_mcp.bench.startup import startup
+from sdxl_mcp.engine.footprint import reference_param_counts
+from sdxl_mcp.engine.memory import plan_memory
+from sdxl_mcp.engine.precision import GIB, HardwareFacts
 from sdxl_mcp.schemas import SAMPLER_NAMES
 
 
@@ -156,6 +159,14 @@ def test_full_size_report_has_the_speed_settings_and_vae_tables(
     switch = next(rows for title, rows in tables.items() if title.startswith("model switch"))
     assert [r["switch to"] for r in switch] == ["second", "first", "second"]
     assert all(r["seconds"] > 0 for r in switch)
+    tiers = next(rows for title, rows in tables.items() if title.startswith("memory tiers"))
+    for cap in (8, 12, 16):  # bench.memory: the auto tier and the next faster one per card
+        rows = [r for r in tiers if r["card_gb"] == cap]
+        picked = plan_memory("auto", HardwareFacts("cuda", "cuda:0", total_memory_bytes=cap * GIB),
+                             "fp32", reference_param_counts("base"),
+                             reference_param_counts("refiner")).tier
+        assert rows[-1]["tier"] == picked and rows[-1]["auto"] and len(rows) <= 2
+    assert all(r["seconds"] > 0 and not r["capped"] for r in tiers)
 
 
 def test_the_bench_package_and_its_parser_load_neither_torch_nor_the_mcp_sdk() -> None:

@@ -157,6 +157,12 @@ class Backend(Protocol):
         """Names of the LoRA adapters the backend holds; None when it cannot say (Ray)."""
         ...
 
+    def unload(self) -> bool:
+        """Give the models' memory back (device and RAM) between jobs; the next job
+        loads them again. False when there was nothing to unload or the backend
+        cannot (Ray replicas keep theirs)."""
+        ...
+
     def loaded_models(self) -> dict[str, str] | None:
         """Base model name -> ``device`` or ``cpu`` for the models the backend holds;
         None when it cannot say (Ray)."""
@@ -206,6 +212,11 @@ class LoadOnce:
 
     def reset(self) -> None:
         self.state, self.error = "not_loaded", None
+
+    def unloaded(self) -> None:
+        """The models were given back: the next ``load`` loads them again."""
+        with self._lock:
+            self.state, self.error = "unloaded", None
 
 
 def backend_capacity(settings: Settings) -> int:

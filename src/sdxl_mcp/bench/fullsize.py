@@ -9,7 +9,7 @@ Without CUDA it refuses (exit 2) unless ``--force``: full-size SDXL on a CPU
 takes minutes per step. Importing this module imports torch. The edit and the
 variations (one by one vs batched) tables come from ``bench.edits``, the drafts
 and LoRA table from ``bench.draft``, the samplers and model-switch tables from
-``bench.models``.
+``bench.models``, the memory tiers under emulated 8/12/16 GB cards from ``bench.memory``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import torch
 
 from sdxl_mcp.bench.draft import draft_tables
 from sdxl_mcp.bench.edits import edit_run, variations_run
+from sdxl_mcp.bench.memory import tier_tables
 from sdxl_mcp.bench.models import model_tables
 from sdxl_mcp.bench.pipelines import (
     Timer,
@@ -104,7 +105,7 @@ def full_size(args: argparse.Namespace) -> dict[str, Any] | None:
         "models": args.models,
         "table": rows,
         "tables": {**tables, **draft_tables(args, device, say),
-                   **model_tables(args, device, say)},
+                   **model_tables(args, device, say), **tier_tables(args, device, say)},
     }
 
 

@@ -345,6 +345,10 @@ class RayBackend:
         """Each replica switches its own base model: the front cannot say which."""
         return None
 
+    def unload(self) -> bool:
+        """Replicas keep their models (Ray Serve scales replicas, not their memory)."""
+        return False
+
     def status(self, plan: bool = False) -> EngineStatus:
         """The front's view of its replicas (``plan`` deploys nothing: replicas plan
         on their own machines, and report device and precision once they ran)."""

@@ -47,7 +47,8 @@ class BatchMixin:
         cancel = cancel or CancelToken()
         seeds = list(seeds)
         started = time.perf_counter()
-        self.load()
+        if self.state != "unloaded":
+            self.load()
         if batched is None:
             batched = batches(self.settings.batch_variations, self.decision.device, len(seeds))
         progress = _Monotonic(on_progress)
@@ -60,7 +61,8 @@ class BatchMixin:
             if cancel.cancelled:
                 raise Cancelled(f"Generation {cancel.reason} before it started.")
             timings["model_load"] += round(
-                self.use_model(request.model, progress, request.num_inference_steps), 4)
+                self.reload_if_unloaded(progress, request.num_inference_steps)
+                + self.use_model(request.model, progress, request.num_inference_steps), 4)
             try:
                 outputs = self.loras.run(self.base, request, lambda r: self.generate_images(
                     r, seeds[0], batched_progress(progress, len(seeds)), cancel, timings, seeds))

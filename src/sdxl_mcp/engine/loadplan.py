@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sdxl_mcp.engine import footprint
 from sdxl_mcp.engine.gpu import probe_hardware, resolve_device
+from sdxl_mcp.engine.memory import MemoryPlan, plan_memory
 from sdxl_mcp.engine.precision import HardwareFacts, PrecisionDecision, decide_precision
 from sdxl_mcp.errors import ModelUnavailable
 from sdxl_mcp.library.checkpoints import check_checkpoint
@@ -31,6 +32,8 @@ class LoadPlan:
     hardware: HardwareFacts
     parameters: int
     decision: PrecisionDecision
+    #: How much stays on the card (engine.memory).
+    memory: MemoryPlan | None = None
     #: Why loading would be refused (full-size SDXL on a CPU without ALLOW_CPU).
     refusal: str | None = None
 
@@ -59,7 +62,8 @@ def plan_load(settings: Settings) -> LoadPlan:
             "SDXL_MCP_ALLOW_CPU=true to accept the wait, or use stock photos (use_pexels)."
         )
     decision = decide_precision(hardware, params, s.precision, s.fp32_min_vram_gb)
-    return LoadPlan(base_path, refiner_path, hardware, params, decision, refusal)
+    memory = plan_memory(s.memory, hardware, decision.dtype, base_counts, refiner_counts)
+    return LoadPlan(base_path, refiner_path, hardware, params, decision, memory, refusal)
 
 
 def _looks_like_path(ref: str) -> bool:

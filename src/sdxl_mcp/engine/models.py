@@ -32,9 +32,16 @@ _DEVICE_PARTS = ("unet", "text_encoder", "text_encoder_2", "vae")
 
 
 class BaseModels:
-    """The resident base and the parked ones of one engine (``SDXLEngine.models``)."""
+    """The resident base and the parked ones of one engine (``SDXLEngine.models``).
 
-    def __init__(self, stock_name: str, stock: Any, device: str, capacity: int) -> None:
+    ``place(pipe)`` puts a base on the device as the engine's memory tier says;
+    ``park(pipe, shared_with_refiner)`` takes it off into CPU RAM (the defaults move
+    every component, keeping the stock base's refiner-shared parts in place).
+    """
+
+    def __init__(self, stock_name: str, stock: Any, device: str, capacity: int,
+                 place: Callable[[Any], None] | None = None,
+                 park: Callable[[Any, bool], None] | None = None) -> None:
         self.stock_name = stock_name
         self.device = device
         self.capacity = capacity
@@ -42,6 +49,8 @@ class BaseModels:
         self.current = stock
         self._parked: OrderedDict[str, Any] = OrderedDict()
         self._stock = stock
+        self._place = place or self._to_device
+        self._park_pipe = park or self._to_cpu
 
     @property
     def stock(self) -> Any:
@@ -67,14 +76,14 @@ class BaseModels:
         try:
             if parked is not None:
                 log.info("Switching to %s (kept in CPU RAM)", name)
-                pipe = self._to_device(parked)
+                pipe = parked
             else:
                 log.info("Switching to %s (loading it from disk)", name)
                 pipe = load()
-                pipe.to(self.device)
+            self._place(pipe)
         except BaseException:
             self._parked.pop(previous_name, None)
-            self._to_device(previous)  # the previous base is still the one in use
+            self._place(previous)  # the previous base is still the one in use
             if parked is not None:
                 self._parked[name] = parked
             raise
@@ -85,22 +94,24 @@ class BaseModels:
         return seconds
 
     def _park(self, pipe: Any, name: str) -> None:
-        """Move ``pipe`` to CPU RAM (keeping the refiner's shared parts on the device)."""
-        keep = SHARED_WITH_REFINER if pipe is self._stock else ()
-        for part in _DEVICE_PARTS:
-            model = getattr(pipe, part, None)
-            if model is not None and part not in keep:
-                model.to("cpu")
+        self._park_pipe(pipe, pipe is self._stock)
         self._parked[name] = pipe
         self._parked.move_to_end(name)
         free_device_memory()
 
-    def _to_device(self, pipe: Any) -> Any:
+    def _to_cpu(self, pipe: Any, shared_with_refiner: bool) -> None:
+        """Move ``pipe`` to CPU RAM (keeping the refiner's shared parts on the device)."""
+        keep = SHARED_WITH_REFINER if shared_with_refiner else ()
+        for part in _DEVICE_PARTS:
+            model = getattr(pipe, part, None)
+            if model is not None and part not in keep:
+                model.to("cpu")
+
+    def _to_device(self, pipe: Any) -> None:
         for part in _DEVICE_PARTS:
             model = getattr(pipe, part, None)
             if model is not None:
                 model.to(self.device)
-        return pipe
 
     def _trim(self) -> None:
         while len(self._parked) > self.capacity:

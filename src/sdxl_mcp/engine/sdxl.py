@@ -1,13 +1,17 @@
 """The resident two-stage SDXL engine: base -> latents -> refiner -> image.
 
-One engine per process. Both pipelines are loaded once and kept; the refiner
-shares ``text_encoder_2`` and ``vae`` with the base; the edit pipelines
-(``engine.edit``) are built from them and share every weight. Diffusers pipelines are
-not thread-safe, so a lock makes exactly one generation run at a time.
+One engine per process. Both pipelines are loaded once and placed by the memory
+tier (``engine.memory``, ``engine.offload``); the refiner shares ``text_encoder_2``
+and ``vae`` with the base; the edit pipelines (``engine.edit``) are built from them
+and share every weight. A request may name another base (``engine.models``), and
+an idle service may give the models back (``unload``; the next job reloads them).
+Diffusers pipelines are not thread-safe, so a lock makes exactly one generation,
+switch or unload run at a time.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -30,6 +34,7 @@ from sdxl_mcp.backend.base import (
     EngineStatus,
     LoadOnce,
     ProgressCallback,
+    ProgressEvent,
 )
 from sdxl_mcp.engine.basestage import run_base, run_fields
 from sdxl_mcp.engine.batch import BatchMixin
@@ -44,7 +49,9 @@ from sdxl_mcp.engine.devices import (
 from sdxl_mcp.engine.edit import EditPipelines, run_edit
 from sdxl_mcp.engine.loadplan import LoadPlan, plan_load, resolve_model
 from sdxl_mcp.engine.lora import LoraAdapters
+from sdxl_mcp.engine.memory import Tier
 from sdxl_mcp.engine.models import BaseModels
+from sdxl_mcp.engine.offload import park_base, place, place_base
 from sdxl_mcp.engine.precision import PrecisionDecision
 from sdxl_mcp.engine.quiet import quiet_libraries
 from sdxl_mcp.engine.refinestage import run_refiner
@@ -95,6 +102,7 @@ class SDXLEngine(BatchMixin):
         self.model_ref = settings.base_model
         #: The base models by name (``model``): made when the stock base has loaded.
         self.models: BaseModels | None = None
+        self._tier: Tier = "full"
 
     # ----------------------------------------------------------------- state
     @property
@@ -122,6 +130,35 @@ class SDXLEngine(BatchMixin):
     def loaded_models(self) -> dict[str, str]:
         return self.models.loaded() if self.models is not None else {}
 
+    def unload(self) -> bool:
+        """Give the models back (device and RAM) between jobs: under ``generate_lock``, so
+        never during one; the next job loads them again (``reload_if_unloaded``)."""
+        with self.generate_lock:
+            if self.state != "ready":
+                return False
+            self._base = self._refiner = None
+            self.models = None
+            self._edits = EditPipelines()
+            self.loras = LoraAdapters(self.settings)  # the adapters went with the pipelines
+            gc.collect()
+            free_device_memory()
+            self._loading.unloaded()
+        log.info("Models unloaded (device and RAM memory given back)")
+        return True
+
+    def reload_if_unloaded(self, on_progress: ProgressCallback | None,
+                           total_steps: int) -> float:
+        """Under ``generate_lock``: load the models again if an idle unload gave them
+        back (progress says so); the seconds it took."""
+        if self.state != "unloaded":
+            return 0.0
+        if on_progress is not None:
+            on_progress(ProgressEvent(stage="model", step=0, stage_total=0, done=0,
+                                      total=total_steps, model="SDXL again (unloaded while idle)"))
+        started = time.perf_counter()
+        self.load()
+        return time.perf_counter() - started
+
     def status(self, plan: bool = False) -> EngineStatus:
         """State and precision; ``plan=True`` before loading works out the load plan."""
         error = self._loading.error
@@ -142,6 +179,10 @@ class SDXLEngine(BatchMixin):
             dtype=decision.dtype if decision else None,
             precision_reason=decision.reason if decision else None,
             precision_warning=decision.warning if decision else None,
+            memory_tier=load_plan.memory.tier if load_plan and load_plan.memory else None,
+            memory_reason=(load_plan.memory.reason + (f" WARNING: {load_plan.memory.warning}"
+                                                      if load_plan.memory.warning else "")
+                           if load_plan and load_plan.memory else None),
             parameters=load_plan.parameters if load_plan else None,
             weights_gb=round(decision.weight_bytes / 1024**3, 3) if decision else None,
             load_time_s=self._loading.load_time_s,
@@ -194,7 +235,6 @@ class SDXLEngine(BatchMixin):
             StableDiffusionXLPipeline, base_path, "SDXL_MCP_BASE_MODEL", s.base_model,
             configs=s.checkpoint_config, dtype=dtype, **extra,
         )
-        base.to(device)
         base.set_progress_bar_config(disable=True)
 
         refiner = None
@@ -206,19 +246,25 @@ class SDXLEngine(BatchMixin):
                 s.refiner_model, configs=s.checkpoint_config, dtype=dtype,
                 text_encoder_2=base.text_encoder_2, vae=base.vae,
             )
-            refiner.to(device)
             refiner.set_progress_bar_config(disable=True)
             log.info("SDXL base + refinement models loaded successfully")
         else:
             log.info("SDXL base model loaded successfully")
         log.info("Refinement: %s", "ENABLED" if refiner is not None else "DISABLED")
+        self._tier = plan.memory.tier if plan.memory is not None else "full"
+        if plan.memory is not None:
+            log.info("Memory: %s", plan.memory.reason)
+            if plan.memory.warning:
+                log.warning("Memory warning: %s", plan.memory.warning)
+        refiner = place(self._tier, base, refiner, device)
         if device.startswith("cuda"):
             self._optimise_for_cuda(base, refiner)
         self._base, self._refiner = base, refiner
         self._base_path, self._refiner_path = base_path, refiner_path
         self.model_ref = s.base_model
         self.model_hash = _hash_of(base_path)
-        self.models = BaseModels(default_model(s).name, base, device, s.model_cache)
+        self.models = BaseModels(default_model(s).name, base, device, s.model_cache,
+                                 place=self._place_base, park=self._park_base)
 
     def use_model(self, name: str | None, on_progress: ProgressCallback | None,
                   total_steps: int) -> float:
@@ -239,6 +285,14 @@ class SDXLEngine(BatchMixin):
         self.model_hash = _hash_of(entry.ref)
         return seconds
 
+    def _place_base(self, pipe: Any) -> None:
+        """A base taking the device: placed by the engine's memory tier."""
+        place_base(self._tier, pipe, self._refiner, self.decision.device)
+
+    def _park_base(self, pipe: Any, shared_with_refiner: bool) -> None:
+        """A base leaving the device for CPU RAM (its tier's hooks removed)."""
+        park_base(self._tier, pipe, shared_with_refiner)
+
     def _load_base(self, ref: str, name: str) -> Any:
         """Another base model from disk, at the decided precision (the stock VAE if
         SDXL_MCP_VAE_MODEL replaces the model's own)."""
@@ -256,6 +310,11 @@ class SDXLEngine(BatchMixin):
     def _optimise_for_cuda(self, base: Any, refiner: Any) -> None:
         """The GPU speed settings; each is measured by ``sdxl-mcp bench --full-size``."""
         s = self.settings
+        if self._tier in ("low", "minimal"):
+            # Offloaded weights move in and out per call: compiled or fused graphs would
+            # be rebuilt each time, so the tiers that offload run plain.
+            log.info("GPU optimisations skipped: memory tier %s offloads", self._tier)
+            return
         for pipe in (p for p in (base, refiner) if p is not None):
             pipe.unet = speed_up_unet(pipe.unet, channels_last=s.channels_last,
                                       fuse_qkv=s.fuse_qkv, compile=s.compile)
@@ -297,13 +356,15 @@ class SDXLEngine(BatchMixin):
         cancel = cancel or CancelToken()
         timings: dict[str, float] = {}
         started = time.perf_counter()
-        self.load()  # waits for a preload in progress; raises if loading failed
+        if self.state != "unloaded":
+            self.load()  # waits for a preload in progress; raises if loading failed
         timings["model_load"] = round(time.perf_counter() - started, 4)
         with self.generate_lock:
             if cancel.cancelled:
                 raise Cancelled(f"Generation {cancel.reason} before it started.")
             timings["model_load"] += round(
-                self.use_model(request.model, on_progress, request.num_inference_steps), 4)
+                self.reload_if_unloaded(on_progress, request.num_inference_steps)
+                + self.use_model(request.model, on_progress, request.num_inference_steps), 4)
             return self.loras.run(self.base, request, lambda r: self.generate_images(
                 r, seed, on_progress, cancel, timings))[0]
 
@@ -386,13 +447,15 @@ class SDXLEngine(BatchMixin):
         """Image-to-image (no mask) or inpainting; see ``engine.edit`` for the guarantees."""
         cancel = cancel or CancelToken()
         started = time.perf_counter()
-        self.load()
+        if self.state != "unloaded":
+            self.load()
         timings = {"model_load": round(time.perf_counter() - started, 4)}
         with self.generate_lock:
             if cancel.cancelled:
                 raise Cancelled(f"Edit {cancel.reason} before it started.")
             timings["model_load"] += round(
-                self.use_model(request.model, on_progress, request.num_inference_steps), 4)
+                self.reload_if_unloaded(on_progress, request.num_inference_steps)
+                + self.use_model(request.model, on_progress, request.num_inference_steps), 4)
             return self.loras.run(self.base, request, lambda r: [run_edit(
                 self, self._edits, r, seed, source, mask, on_progress, cancel, timings)])[0]
 

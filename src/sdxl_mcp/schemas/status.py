@@ -11,7 +11,8 @@ from pydantic import (
 )
 
 # ------------------------------------------------------------------ status
-EngineStateName = Literal["not_loaded", "loading", "ready", "failed"]
+#: ``unloaded``: loaded once, then given back after SDXL_MCP_KEEP_ALIVE_S idle.
+EngineStateName = Literal["not_loaded", "loading", "ready", "failed", "unloaded"]
 
 
 class EngineStatus(BaseModel):
@@ -33,6 +34,12 @@ class EngineStatus(BaseModel):
     dtype: str | None = None
     precision_reason: str | None = None
     precision_warning: str | None = None
+    #: The memory tier (full, balanced, low, minimal) and why (docs/MEMORY.md).
+    memory_tier: str | None = None
+    memory_reason: str | None = None
+    #: SDXL_MCP_KEEP_ALIVE_S, and when the models leave memory if no job comes (UTC).
+    keep_alive_s: float | None = None
+    unload_due: str | None = None
     parameters: int | None = None
     weights_gb: float | None = None
     load_time_s: float | None = None

@@ -44,6 +44,7 @@ from sdxl_mcp.library import ImageStore
 from sdxl_mcp.library.access import Library
 from sdxl_mcp.library.loras import warn_missing_dirs
 from sdxl_mcp.schemas import GenerationResult
+from sdxl_mcp.service.idle import IdleUnload
 from sdxl_mcp.service.jobs import Job, JobQueue, JobWork, ProgressListener
 from sdxl_mcp.service.jobtable import JobTable
 from sdxl_mcp.service.keeping import Entry, Keeper
@@ -85,6 +86,9 @@ class ImageService:
         #: What workflows keep between calls (the Pexels client), by name; see :meth:`shared`.
         self._shared: dict[str, Any] = {}
         self._keeper = Keeper(settings, lambda: self.store)
+        #: Gives the models' memory back after SDXL_MCP_KEEP_ALIVE_S without a job.
+        self._idle = IdleUnload(settings.keep_alive_s, self.jobs)
+        self._idle.backend = backend
 
     # ------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Self:
@@ -92,6 +96,7 @@ class ImageService:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self.jobs.start(self._tg, self._table)
+        self._tg.start_soon(self._idle.run)
         warn_missing_dirs(self.settings)
         if self._engine_missing:
             log.warning("%s", ENGINE_EXTRA_MISSING)
@@ -194,6 +199,7 @@ class ImageService:
         with self._backend_lock:
             if self._backend is None:
                 self._backend = make_backend(self.settings)
+                self._idle.backend = self._backend
             return self._backend
 
     @property
@@ -286,10 +292,16 @@ class ImageService:
         return self.jobs.status()
 
     def engine_status(self, plan: bool = False) -> EngineStatus:
-        """The backend's status; before it is built, what the service knows."""
+        """The backend's status (before it is built, what the service knows), with the
+        keep-alive and when the next idle unload is due."""
         if self._backend is not None or plan:
-            return self.backend.status(plan=plan)
-        return unbuilt_engine_status(self.settings, loading=self._preloading)
+            status = self.backend.status(plan=plan)
+        else:
+            status = unbuilt_engine_status(self.settings, loading=self._preloading)
+        due = self._idle.due()
+        return status.model_copy(update={
+            "keep_alive_s": self.settings.keep_alive_s,
+            "unload_due": due.isoformat(timespec="seconds") if due is not None else None})
 
     def engine_state(self) -> str | None:
         """not_loaded, loading, ready or failed (for health checks)."""

@@ -95,6 +95,8 @@ class JobQueue:
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._waiting = 0
         self._running: dict[str, Job] = {}
+        #: ``time.monotonic()`` of the last job admitted or finished (idle unload).
+        self.last_active = time.monotonic()
         self._tg: TaskGroup | None = None
         self.closing = False
         self.last_generation_s: float | None = None
@@ -138,8 +140,13 @@ class JobQueue:
         job.queue_wait = anyio.CancelScope()
         self._remember(job)
         self._waiting += 1
+        self.last_active = time.monotonic()
         self._tg.start_soon(self._run, job)
         return job
+
+    def idle(self) -> bool:
+        """No job running or waiting."""
+        return self._waiting == 0 and not self._running
 
     def retry_after(self) -> float:
         per_job = self._avg_generation_s or DEFAULT_JOB_S
@@ -271,7 +278,7 @@ class JobQueue:
         finally:
             if waiting:  # cancelled while waiting for the slot
                 self._waiting -= 1
-            job.finished = time.monotonic()
+            job.finished = self.last_active = time.monotonic()
             with anyio.CancelScope(shield=True):
                 await self._persist(job)
             job.done.set()

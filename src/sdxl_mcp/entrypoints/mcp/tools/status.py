@@ -23,8 +23,8 @@ def specs(settings: Settings) -> list[ToolSpec]:
         ToolSpec(
             name="gpu_status",
             title="GPU and engine status",
-            description="GPUs (memory, temperature, use), precision, engine state (loading, "
-            "ready, failed), queue: for slow or failing generations.",
+            description="GPUs (memory, temperature, use), precision, memory tier, engine state "
+            "(loading, ready, failed, unloaded), queue: for slow or failing generations.",
             arguments=NoArguments,
             output=GpuStatus,
             handler=gpu_status,
