@@ -256,9 +256,9 @@ class SDXLEngine(BatchMixin):
             log.info("Memory: %s", plan.memory.reason)
             if plan.memory.warning:
                 log.warning("Memory warning: %s", plan.memory.warning)
-        refiner = place(self._tier, base, refiner, device)
-        if device.startswith("cuda"):
+        if device.startswith("cuda"):  # before placing: the tier's hooks wrap the final UNets
             self._optimise_for_cuda(base, refiner)
+        refiner = place(self._tier, base, refiner, device)
         self._base, self._refiner = base, refiner
         self._base_path, self._refiner_path = base_path, refiner_path
         self.model_ref = s.base_model
@@ -315,14 +315,19 @@ class SDXLEngine(BatchMixin):
             # be rebuilt each time, so the tiers that offload run plain.
             log.info("GPU optimisations skipped: memory tier %s offloads", self._tier)
             return
+        # balanced moves the UNets in and out, so a compiled graph would not survive it.
+        compile_unets = s.compile and self._tier == "full"
+        if s.compile and not compile_unets:
+            log.info("torch.compile skipped: memory tier %s moves the UNets", self._tier)
         for pipe in (p for p in (base, refiner) if p is not None):
             pipe.unet = speed_up_unet(pipe.unet, channels_last=s.channels_last,
-                                      fuse_qkv=s.fuse_qkv, compile=s.compile)
+                                      fuse_qkv=s.fuse_qkv, compile=compile_unets)
         if s.fuse_qkv:
             base.vae.fuse_qkv_projections()  # shared by both pipelines
         applied = [name for name, on in (("channels-last UNets", s.channels_last),
                                          ("fused QKV", s.fuse_qkv),
-                                         ("torch.compile (compiled by the warm-up)", s.compile))
+                                         ("torch.compile (compiled by the warm-up)",
+                                          compile_unets))
                    if on]
         if applied:
             log.info("GPU optimisations: %s", ", ".join(applied))
