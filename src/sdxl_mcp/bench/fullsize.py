@@ -37,7 +37,7 @@ from sdxl_mcp.engine.devices import TORCH_DTYPES, speed_up_unet
 from sdxl_mcp.engine.schedules import sequential_refiner_schedule
 
 #: FLOPs per step at 1024² with classifier-free guidance (batch 2), and of one
-#: VAE decode at 1024² (SEED-NOTES, counted for the real SDXL configs).
+#: VAE decode at 1024², counted for the real SDXL configs (docs/PERFORMANCE.md).
 TFLOP_PER_BASE_STEP = 13.5
 TFLOP_PER_REFINER_STEP = 14.6
 TFLOP_PER_DECODE = 10.5
