@@ -11,7 +11,7 @@ import pytest
 from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
 
 from sdxl_mcp.engine.footprint import reference_param_counts
-from sdxl_mcp.engine.memory import TIERS, peak_bytes, plan_memory
+from sdxl_mcp.engine.memory import CONTEXT_BYTES, TIERS, WORKING_BYTES, peak_bytes, plan_memory
 from sdxl_mcp.engine.offload import OffloadOps, park_base, place, place_base
 from sdxl_mcp.engine.precision import GIB, HardwareFacts
 from tests.helpers_cli import run_cli
@@ -44,7 +44,7 @@ def test_the_tiers_need_less_and_less() -> None:
     peaks = [peak_bytes(tier, BASE, REFINER, "fp16") for tier in TIERS]
     assert peaks == sorted(peaks, reverse=True)
     # The stock pair resident in fp16: about 11.5 GB (10^9 bytes) of weights.
-    weights = peaks[0] - peak_bytes("minimal", BASE, REFINER, "fp16")
+    weights = peaks[0] - WORKING_BYTES - CONTEXT_BYTES
     assert 11.0e9 < weights < 11.8e9
 
 
@@ -160,3 +160,38 @@ def test_gpu_reports_the_tier_and_why(tmp_path: Path, tiny_models: tuple) -> Non
     engine = json.loads(proc.stdout)["engine"]
     assert engine["memory_tier"] == "low"
     assert "reported, not applied" in engine["memory_reason"]
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_each_tiers_real_mechanism_gives_the_same_pixels(
+        tiny_models: tuple[Path, Path], tier: str) -> None:
+    """diffusers' and accelerate's own offload, engaged with the CPU as the execution
+    device: the base and the refiner still make the same latents as resident models."""
+    import numpy as np
+    import torch
+
+    def latents(pipes: tuple[Any, Any]) -> list[Any]:
+        base, refiner = pipes
+        for pipe in (base, refiner):
+            pipe.set_progress_bar_config(disable=True)
+
+        def seed() -> torch.Generator:
+            return torch.Generator("cpu").manual_seed(0)
+
+        common = {"prompt": "a lighthouse", "num_inference_steps": 8, "output_type": "latent"}
+        first = base(width=256, height=256, denoising_end=0.8, generator=seed(), **common).images
+        refined = refiner(image=first, denoising_start=0.8, generator=seed(), **common).images
+        again = base(width=256, height=256, generator=seed(), **common).images
+        return [refined.numpy(), again.numpy()]
+
+    def fresh() -> tuple[Any, Any]:
+        base = StableDiffusionXLPipeline.from_pretrained(tiny_models[0])
+        refiner = StableDiffusionXLImg2ImgPipeline.from_pretrained(
+            tiny_models[1], text_encoder_2=base.text_encoder_2, vae=base.vae)
+        return base, refiner
+
+    resident = latents(fresh())
+    base, refiner = fresh()
+    refiner = place(tier, base, refiner, "cpu", offload_off_cuda=True)  # type: ignore[arg-type]
+    assert all(np.array_equal(a, b) for a, b in zip(resident, latents((base, refiner)),
+                                                    strict=True))

@@ -7,8 +7,9 @@ A pure function (no torch), table-tested (tests/engine/test_memory.py; docs/MEMO
 * ``balanced``: the text encoders and the VAE resident, the two UNets take
   turns on the card (the one not denoising waits in CPU RAM);
 * ``low``: diffusers' model CPU offload: one component on the card at a time;
-* ``minimal``: diffusers' sequential CPU offload: weights stream in layer by
-  layer (slowest; for cards under about 6 GB).
+* ``minimal``: UNet and VAE weights stream in layer by layer (as diffusers'
+  sequential CPU offload does), the text encoders move whole (slowest; for
+  cards under about 6 GB).
 
 ``auto`` picks the first tier whose estimated peak (weights on the card in the
 decided dtype, working memory at 1024² with classifier-free guidance, the CUDA
@@ -65,8 +66,8 @@ def peak_bytes(tier: Tier, base: Mapping[str, int], refiner: Mapping[str, int] |
         weights = small + max(base.get("unet", 0), refiner_unet)
     elif tier == "low":
         weights = max([*base.values(), refiner_unet])
-    else:  # minimal: one layer at a time
-        weights = 0
+    else:  # minimal: one layer at a time, but the text encoder used last stays on the card
+        weights = base.get("text_encoder_2", 0) or (refiner or {}).get("text_encoder_2", 0)
     working = WORKING_BYTES * (2 if dtype == "fp32" else 1)
     return weights * size + working + CONTEXT_BYTES
 

@@ -9,7 +9,9 @@ Guarantees (tests/engine/test_memory.py; docs/MEMORY.md "Tiers"):
   two UNets (one on the card at a time, the other in CPU RAM); ``low`` gives
   the refiner its own copies of the shared text encoder and VAE (two pipelines
   cannot share one hook chain) and calls ``enable_model_cpu_offload`` on each;
-  ``minimal`` does the same with ``enable_sequential_cpu_offload``;
+  ``minimal`` does the same with layer-by-layer offload of the UNet and VAE
+  (accelerate's ``cpu_offload``, as ``enable_sequential_cpu_offload`` does) and
+  whole-model hooks for the text encoders (the last one used stays on the card);
 * ``low`` and ``minimal`` also tile the VAE decode;
 * off CUDA nothing is offloaded: every tier is ``full`` placement there.
 """
@@ -67,7 +69,21 @@ class DiffusersOffload(OffloadOps):
         pipe.enable_model_cpu_offload(device=device)
 
     def sequential_offload(self, pipe: Any, device: str) -> None:
-        pipe.enable_sequential_cpu_offload(device=device)
+        """diffusers' sequential offload (accelerate's ``cpu_offload``: layer by layer)
+        for the UNet and the VAE; the text encoders get whole-model hooks instead,
+        since transformers' CLIP does not survive layer-by-layer offload with this
+        accelerate (a buffer cannot be re-created; tests/engine/test_memory.py)."""
+        from accelerate import cpu_offload, cpu_offload_with_hook
+
+        previous = None
+        for name in ("text_encoder", "text_encoder_2"):
+            model = getattr(pipe, name, None)
+            if model is not None:
+                _, previous = cpu_offload_with_hook(model, device, prev_module_hook=previous)
+        for name in ("unet", "vae"):
+            model = getattr(pipe, name, None)
+            if model is not None:
+                cpu_offload(model, device, offload_buffers=len(model._parameters) > 0)
 
     def remove_hooks(self, pipe: Any) -> None:
         from accelerate.hooks import remove_hook_from_module
@@ -80,11 +96,13 @@ class DiffusersOffload(OffloadOps):
 
 
 def place(tier: Tier, base: Any, refiner: Any | None, device: str,
-          ops: OffloadOps | None = None) -> Any | None:
+          ops: OffloadOps | None = None, *, offload_off_cuda: bool = False) -> Any | None:
     """Put ``base`` and ``refiner`` where ``tier`` says; returns the refiner to use (it
-    may hold its own copies of the shared parts)."""
+    may hold its own copies of the shared parts). ``offload_off_cuda``: engage the
+    tier's mechanisms on another device too (tests run them with the CPU as the
+    execution device, which is how they are checked without a GPU)."""
     ops = ops or DiffusersOffload()
-    if not device.startswith("cuda") or tier == "full":
+    if (not device.startswith("cuda") and not offload_off_cuda) or tier == "full":
         for pipe in (base, refiner):
             if pipe is not None:
                 ops.to_device(pipe, device)
