@@ -43,16 +43,23 @@ SCRIPT = textwrap.dedent("""
             while svc.engine_state() != "ready":
                 assert svc.engine_state() != "failed", svc.backend.status().error
                 await anyio.sleep(0.2)
-            loaders = {t.ident for t in threading.enumerate() if t.name == "AnyIO worker thread"}
-            # AnyIO retires an idle worker when another one is taken: a few rounds of
-            # concurrent thread calls, each after the others went idle, retire them all.
-            for _ in range(4):
+            def workers():
+                return {t.ident for t in threading.enumerate() if t.name == "AnyIO worker thread"}
+
+            loaders = workers()
+            # AnyIO retires idle workers when it hands out another one: rounds of two
+            # concurrent calls, a pause past the idle time, then one call, until every
+            # worker alive at "ready" (the loader among them) has been retired.
+            for _ in range(30):
+                if not loaders & workers():
+                    break
                 async with anyio.create_task_group() as tg:
-                    for seconds in (0.05, 0.3, 0.6):
+                    for seconds in (0.05, 0.1):
                         tg.start_soon(anyio.to_thread.run_sync, time.sleep, seconds)
-                await anyio.sleep(1.0)
-            alive = {t.ident for t in threading.enumerate() if t.name == "AnyIO worker thread"}
-            print("LOADER RETIRED", not (loaders & alive))
+                await anyio.sleep(0.7)
+                await anyio.to_thread.run_sync(time.sleep, 0.01)
+                await anyio.sleep(0.1)
+            print("LOADER RETIRED", not (loaders & workers()))
             result = await generate(svc, GenerationRequest(
                 prompt="a red barn", width=256, height=256, num_inference_steps=20, seed=1))
             print("RESULT", result.status)
