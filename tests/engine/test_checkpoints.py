@@ -134,7 +134,7 @@ def test_the_built_in_tokenizer_is_clips() -> None:
 
 
 def test_a_configured_folder_is_used_for_its_pipeline_only(
-        tiny_models: tuple[Path, Path], make_settings: Callable[..., Settings]) -> None:
+        tiny_models: tuple[Path, Path]) -> None:
     base_dir, refiner_dir = tiny_models
     assert config_folder("base", [refiner_dir, base_dir]) == base_dir
     assert config_folder("refiner", [refiner_dir]) == refiner_dir

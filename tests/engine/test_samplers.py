@@ -116,7 +116,7 @@ def test_an_unknown_sampler_is_refused_listing_the_names() -> None:
         GenerationRequest(prompt="x", sampler="k_euler")
 
 
-def test_the_infotext_names_the_sampler(tiny_engine: SDXLEngine) -> None:
+def test_the_infotext_names_the_sampler() -> None:
     from sdxl_mcp.library.infotext import InfotextParams, format_infotext
 
     text = format_infotext(InfotextParams(prompt="p", steps=30, sampler="DPM++ 2M Karras",

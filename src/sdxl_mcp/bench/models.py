@@ -30,6 +30,7 @@ from diffusers import StableDiffusionXLPipeline
 from sdxl_mcp.bench.pipelines import Timer, build_pipelines
 from sdxl_mcp.engine.devices import TORCH_DTYPES
 from sdxl_mcp.engine.models import BaseModels
+from sdxl_mcp.engine.offload import park_base, place_base
 from sdxl_mcp.engine.samplers import SAMPLERS, swapped_samplers
 
 SAMPLER_STEPS = 30
@@ -83,7 +84,10 @@ def switch_rows(base: Any, device: str, dtype: torch.dtype,
         started = time.perf_counter()
         base.save_pretrained(folder)
         say(f"wrote the second base in {time.perf_counter() - started:.1f} s")
-        models = BaseModels("first", base, device, capacity=1)
+        # The full tier's placement, as the engine does it on a card that fits both.
+        models = BaseModels("first", base, device, capacity=1,
+                            place=lambda pipe: place_base("full", pipe, None, device),
+                            park=lambda pipe, shared: park_base("full", pipe, shared))
 
         def load() -> Any:
             pipe = StableDiffusionXLPipeline.from_pretrained(folder, dtype=dtype)

@@ -144,13 +144,13 @@ def _clip_vocabulary() -> tuple[dict[str, int], list[tuple[str, str]]]:
     lines = gzip.decompress((CONFIG_DIR / "clip_bpe_simple_vocab_16e6.txt.gz").read_bytes())
     text = lines.decode("utf-8").split("\n")
     merges = [tuple(line.split()) for line in text[1:49152 - 256 - 2 + 1]]
-    letters = _bytes_to_unicode()
+    letters = byte_alphabet()
     tokens = letters + [c + "</w>" for c in letters] + ["".join(m) for m in merges]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
     return {token: i for i, token in enumerate(tokens)}, [(a, b) for a, b in merges]
 
 
-def _bytes_to_unicode() -> list[str]:
+def byte_alphabet() -> list[str]:
     """CLIP's byte-level alphabet: 256 printable stand-ins for the 256 bytes, in order."""
     printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
                  + list(range(ord("®"), ord("ÿ") + 1)))

@@ -18,7 +18,7 @@ from sdxl_mcp.engine.gpu import probe_hardware, resolve_device
 from sdxl_mcp.engine.memory import MemoryPlan, plan_memory
 from sdxl_mcp.engine.precision import HardwareFacts, PrecisionDecision, decide_precision
 from sdxl_mcp.errors import ModelUnavailable
-from sdxl_mcp.library.checkpoints import check_checkpoint
+from sdxl_mcp.library.checkpoints import check_checkpoint, looks_like_path
 from sdxl_mcp.settings import TINY_MODEL, Settings
 
 #: Models below this size may run on CPU without ALLOW_CPU (the tiny test models).
@@ -66,11 +66,6 @@ def plan_load(settings: Settings) -> LoadPlan:
     return LoadPlan(base_path, refiner_path, hardware, params, decision, memory, refusal)
 
 
-def _looks_like_path(ref: str) -> bool:
-    # Hub ids look like "org/name"; anything else with path syntax is a path.
-    return ref.startswith((".", "/", "~")) or ref.count("/") > 1 or "\\" in ref
-
-
 def resolve_model(ref: str, kind: str, setting: str) -> str:
     """Map a setting value to what ``from_pretrained`` takes, checking local folders."""
     ref = ref.strip()
@@ -89,7 +84,7 @@ def resolve_model(ref: str, kind: str, setting: str) -> str:
         # A single-file checkpoint: refused here (by its header) unless it is SDXL.
         check_checkpoint(path, "sdxl-base" if kind == "base" else "sdxl-refiner", setting)
         return str(path.resolve())
-    if _looks_like_path(ref) or path.exists():
+    if looks_like_path(ref) or path.exists():
         raise ModelUnavailable(
             f"{setting}={ref!r} is not a folder or a .safetensors checkpoint that exists. "
             f"Point {setting} at a local diffusers folder, an SDXL .safetensors checkpoint, "

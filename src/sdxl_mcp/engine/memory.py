@@ -35,8 +35,7 @@ TIERS: tuple[Tier, ...] = ("full", "balanced", "low", "minimal")
 WORKING_BYTES = 2 * GIB
 #: The CUDA context, the allocator's slack and cuDNN workspaces.
 CONTEXT_BYTES = int(0.8 * GIB)
-#: A1111's small-card thresholds in practice: below this, even one UNet and its
-#: activations do not fit, so weights must stream (sequential offload).
+#: What ``balanced`` keeps resident besides one UNet.
 _SMALL_PARTS = ("text_encoder", "text_encoder_2", "vae")
 
 

@@ -4,8 +4,8 @@ Guarantees (tests/engine/test_models.py; docs/MODELS.md):
 
 * :meth:`BaseModels.use` makes the named base the one on the device: the
   current one stays if it is that model; otherwise the current base is parked
-  in CPU RAM (the parts the refiner shares with the stock base stay on the
-  device) and the named one is taken from the CPU cache or loaded from disk;
+  in CPU RAM and the named one is taken from the CPU cache or loaded from disk,
+  each placed and parked by the engine's memory tier (``engine.offload``);
 * at most ``capacity`` parked bases are kept; the least recently used is
   dropped first (the stock base is never dropped: the refiner shares its parts);
 * the switch is reported as a progress event (stage ``model``: "loading
@@ -26,22 +26,18 @@ from sdxl_mcp.engine.devices import free_device_memory
 
 log = logging.getLogger(__name__)
 
-#: Components of the stock base that the refiner uses too: they stay on the device.
-SHARED_WITH_REFINER = ("text_encoder_2", "vae")
-_DEVICE_PARTS = ("unet", "text_encoder", "text_encoder_2", "vae")
 
 
 class BaseModels:
     """The resident base and the parked ones of one engine (``SDXLEngine.models``).
 
     ``place(pipe)`` puts a base on the device as the engine's memory tier says;
-    ``park(pipe, shared_with_refiner)`` takes it off into CPU RAM (the defaults move
-    every component, keeping the stock base's refiner-shared parts in place).
+    ``park(pipe, shared_with_refiner)`` takes it off into CPU RAM
+    (``engine.offload.place_base`` / ``park_base``).
     """
 
     def __init__(self, stock_name: str, stock: Any, device: str, capacity: int,
-                 place: Callable[[Any], None] | None = None,
-                 park: Callable[[Any, bool], None] | None = None) -> None:
+                 place: Callable[[Any], None], park: Callable[[Any, bool], None]) -> None:
         self.stock_name = stock_name
         self.device = device
         self.capacity = capacity
@@ -49,8 +45,8 @@ class BaseModels:
         self.current = stock
         self._parked: OrderedDict[str, Any] = OrderedDict()
         self._stock = stock
-        self._place = place or self._to_device
-        self._park_pipe = park or self._to_cpu
+        self._place = place
+        self._park_pipe = park
 
     @property
     def stock(self) -> Any:
@@ -98,20 +94,6 @@ class BaseModels:
         self._parked[name] = pipe
         self._parked.move_to_end(name)
         free_device_memory()
-
-    def _to_cpu(self, pipe: Any, shared_with_refiner: bool) -> None:
-        """Move ``pipe`` to CPU RAM (keeping the refiner's shared parts on the device)."""
-        keep = SHARED_WITH_REFINER if shared_with_refiner else ()
-        for part in _DEVICE_PARTS:
-            model = getattr(pipe, part, None)
-            if model is not None and part not in keep:
-                model.to("cpu")
-
-    def _to_device(self, pipe: Any) -> None:
-        for part in _DEVICE_PARTS:
-            model = getattr(pipe, part, None)
-            if model is not None:
-                model.to(self.device)
 
     def _trim(self) -> None:
         while len(self._parked) > self.capacity:

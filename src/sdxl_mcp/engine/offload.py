@@ -22,6 +22,7 @@ import copy
 import logging
 from typing import Any
 
+from sdxl_mcp.engine.footprint import COMPONENTS, SHARED_WITH_REFINER
 from sdxl_mcp.engine.memory import Tier
 
 log = logging.getLogger(__name__)
@@ -148,9 +149,8 @@ def park_base(tier: Tier, pipe: Any, shared_with_refiner: bool,
     ops = ops or DiffusersOffload()
     if tier != "full":
         ops.remove_hooks(pipe)
-    keep = ("text_encoder_2", "vae") if shared_with_refiner and tier in ("full", "balanced") \
-        else ()
-    for part in ("unet", "text_encoder", "text_encoder_2", "vae"):
+    keep = SHARED_WITH_REFINER if shared_with_refiner and tier in ("full", "balanced") else ()
+    for part in COMPONENTS:
         model = getattr(pipe, part, None)
         if model is not None and part not in keep:
             model.to("cpu")

@@ -16,7 +16,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -38,7 +37,6 @@ from sdxl_mcp.backend.base import (
 )
 from sdxl_mcp.engine.basestage import run_base, run_fields
 from sdxl_mcp.engine.batch import BatchMixin
-from sdxl_mcp.engine.checkpoints import load_single_file
 from sdxl_mcp.engine.devices import (
     TORCH_DTYPES,
     bad_pixels,
@@ -47,6 +45,7 @@ from sdxl_mcp.engine.devices import (
     speed_up_unet,
 )
 from sdxl_mcp.engine.edit import EditPipelines, run_edit
+from sdxl_mcp.engine.loading import load_pipeline, model_hash_of
 from sdxl_mcp.engine.loadplan import LoadPlan, plan_load, resolve_model
 from sdxl_mcp.engine.lora import LoraAdapters
 from sdxl_mcp.engine.memory import Tier
@@ -65,7 +64,6 @@ from sdxl_mcp.errors import (
     SdxlMcpError,
     first_line,
 )
-from sdxl_mcp.library.checkpoints import model_hash
 from sdxl_mcp.library.models import default_model, find_model
 from sdxl_mcp.schemas import EditRequest, GenerationRequest
 from sdxl_mcp.settings import Settings
@@ -228,10 +226,10 @@ class SDXLEngine(BatchMixin):
         extra: dict[str, Any] = {}
         if s.vae_model:
             vae_path = resolve_model(s.vae_model, "vae", "SDXL_MCP_VAE_MODEL")
-            extra["vae"] = _from_pretrained(
+            extra["vae"] = load_pipeline(
                 AutoencoderKL, vae_path, "SDXL_MCP_VAE_MODEL", s.vae_model, dtype=dtype
             )
-        base = _from_pretrained(
+        base = load_pipeline(
             StableDiffusionXLPipeline, base_path, "SDXL_MCP_BASE_MODEL", s.base_model,
             configs=s.checkpoint_config, dtype=dtype, **extra,
         )
@@ -241,7 +239,7 @@ class SDXLEngine(BatchMixin):
         if refiner_path is not None:
             log.info("Loading SDXL refinement model... (%s)", s.refiner_model)
             # Shared components: one copy in memory, as the SDXL authors intend.
-            refiner = _from_pretrained(
+            refiner = load_pipeline(
                 StableDiffusionXLImg2ImgPipeline, refiner_path, "SDXL_MCP_REFINER_MODEL",
                 s.refiner_model, configs=s.checkpoint_config, dtype=dtype,
                 text_encoder_2=base.text_encoder_2, vae=base.vae,
@@ -262,7 +260,7 @@ class SDXLEngine(BatchMixin):
         self._base, self._refiner = base, refiner
         self._base_path, self._refiner_path = base_path, refiner_path
         self.model_ref = s.base_model
-        self.model_hash = _hash_of(base_path)
+        self.model_hash = model_hash_of(base_path)
         self.models = BaseModels(default_model(s).name, base, device, s.model_cache,
                                  place=self._place_base, park=self._park_base)
 
@@ -282,7 +280,7 @@ class SDXLEngine(BatchMixin):
         self._base = self.models.current
         self._edits = EditPipelines()  # built from the new base on first use
         self.model_ref = entry.ref
-        self.model_hash = _hash_of(entry.ref)
+        self.model_hash = model_hash_of(entry.ref)
         return seconds
 
     def _place_base(self, pipe: Any) -> None:
@@ -299,7 +297,7 @@ class SDXLEngine(BatchMixin):
         s = self.settings
         assert self.models is not None
         extra: dict[str, Any] = {"vae": self.models.stock.vae} if s.vae_model else {}
-        pipe = _from_pretrained(StableDiffusionXLPipeline, ref, "model", name,
+        pipe = load_pipeline(StableDiffusionXLPipeline, ref, "model", name,
                                 configs=s.checkpoint_config,
                                 dtype=TORCH_DTYPES[self.decision.dtype], **extra)
         pipe.set_progress_bar_config(disable=True)
@@ -567,40 +565,3 @@ class SDXLEngine(BatchMixin):
         # CUDA kernels run asynchronously; synchronise so stage timings are real.
         if self._decision is not None and self._decision.device.startswith("cuda"):
             torch.cuda.synchronize()
-
-
-def _hash_of(ref: str) -> str | None:
-    """A1111's "Model hash" of a single-file checkpoint (one read of the whole file, then
-    cached); None for a folder or hub id."""
-    path = Path(ref)
-    if not path.is_file():
-        return None
-    started = time.perf_counter()
-    value = model_hash(path)
-    log.info("Model hash of %s: %s (%.1f s)", path.name, value, time.perf_counter() - started)
-    return value
-
-
-def _from_pretrained(cls: Any, path: str, setting: str, ref: str,
-                     configs: list[Path] | None = None, **kwargs: Any) -> Any:
-    """``cls`` from a diffusers folder or hub id, or from a single-file checkpoint."""
-    try:
-        if Path(path).is_file():
-            return load_single_file(
-                cls, Path(path), "refiner" if cls is StableDiffusionXLImg2ImgPipeline else "base",
-                setting, configs or [], **kwargs)
-        return cls.from_pretrained(path, **kwargs)
-    except SdxlMcpError:
-        raise
-    except Exception as exc:
-        if is_out_of_memory(exc):
-            raise OutOfMemory(
-                f"Out of memory while loading {setting}={ref!r}. Use SDXL_MCP_PRECISION=fp16, "
-                "an empty SDXL_MCP_REFINER_MODEL, or a larger GPU."
-            ) from None
-        log.error("Loading %s=%r failed: %s", setting, ref, exc)
-        raise ModelUnavailable(
-            f"Could not load {setting}={ref!r}: {first_line(exc)} Set {setting} to a local "
-            "diffusers folder or a Hugging Face id this machine can download "
-            "('tiny-random' is the built-in test model)."
-        ) from None

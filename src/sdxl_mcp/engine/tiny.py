@@ -32,6 +32,7 @@ from transformers import (
     CLIPTokenizer,
 )
 
+from sdxl_mcp.engine.checkpoints import byte_alphabet
 from sdxl_mcp.engine.quiet import quiet_libraries
 
 log = logging.getLogger(__name__)
@@ -45,25 +46,8 @@ _TE2_HIDDEN = 64  # also te2's projection_dim, as in SDXL (1280/1280)
 _TIME_EMBED = 8
 
 
-def _bytes_to_unicode() -> list[str]:
-    """CLIP's byte-level alphabet: 256 printable stand-ins for the 256 bytes."""
-    printable = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
-    )
-    chars = printable[:]
-    extra = 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            chars.append(256 + extra)
-            extra += 1
-    return [chr(c) for c in chars]
-
-
 def _tokenizer(pad_token: str) -> CLIPTokenizer:
-    letters = _bytes_to_unicode()
+    letters = byte_alphabet()
     tokens = letters + [c + "</w>" for c in letters] + ["<|startoftext|>", "<|endoftext|>"]
     vocab = {tok: i for i, tok in enumerate(tokens)}
     return CLIPTokenizer(

@@ -34,6 +34,7 @@ __all__ = [
     "cached_model_hash",
     "check_checkpoint",
     "checkpoint_kind",
+    "looks_like_path",
     "model_hash",
     "model_name",
     "safetensors_keys",
@@ -128,12 +129,17 @@ def check_checkpoint(path: Path, wanted: Literal["sdxl-base", "sdxl-refiner"],
                                f"{KIND_NAMES[wanted]}; {use}.")
 
 
+def looks_like_path(ref: str) -> bool:
+    """Whether a model setting is a path: hub ids look like "org/name"."""
+    return ref.startswith((".", "/", "~")) or ref.count("/") > 1 or "\\" in ref
+
+
 def model_name(ref: str) -> str:
     """How a model is named (infotext, Result, ``model``): a checkpoint file by its
     stem (as A1111 does), a local folder by its name, a hub id as configured."""
     if ref.lower().endswith(CHECKPOINT_SUFFIX):
         return Path(ref).stem
-    if ref.startswith(("/", "~", ".")) or "\\" in ref or ref.count("/") > 1:
+    if looks_like_path(ref):
         return Path(ref).name or ref
     return ref
 
